@@ -1,0 +1,53 @@
+# astembed — the two commands a newcomer needs:
+#   make demo   build, embed the shipped example and run a query (the main job)
+#   make test   build and run every test, then again under ASan+UBSan (and TSan for
+#               the concurrency tests)
+# Other targets: make (build), make bench, make fuzz, make clean.
+# All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
+
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS)
+
+.PHONY: all deps build test test-release test-asan test-tsan demo bench fuzz clean
+
+all: build
+
+deps:
+	@tools/deps.sh
+
+build: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j$(JOBS)
+
+test: test-release test-asan test-tsan
+
+test-release: build
+	cd build && $(CTEST)
+
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_SANITIZE=address,undefined $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST) -LE nosan
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_SANITIZE=thread $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L tsan
+
+demo: build
+	@tools/demo.sh
+
+bench: build
+	@tools/deps.sh --bench
+	@bench/run.sh
+
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_FUZZ=ON -DAE_NATIVE=ON >/dev/null
+	@cmake --build build-fuzz -j$(JOBS)
+	@bench/fuzz.sh
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

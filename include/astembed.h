@@ -1,0 +1,320 @@
+/*
+ * astembed — embed code annotations with a native BERT-family encoder, cache the
+ * vectors, store them in SQLite and answer semantic code-search queries.
+ *
+ * One public header. Conventions (after libuv):
+ *   - every type is opaque unless it is a plain options/metrics struct;
+ *   - every call that can fail returns an int status: AE_OK (0) or a negative AE_E*;
+ *   - ae_strerror(status) names the status, ae_last_error() gives the detail of the
+ *     last failure on the calling thread (file, tensor, key, line ...);
+ *   - objects come in pairs: ae_X_new/ae_X_load ... ae_X_free (free accepts NULL).
+ *
+ * The header is split into one section per component; each section is owned by
+ * that component's module in src/.
+ */
+#ifndef ASTEMBED_H
+#define ASTEMBED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AE_VERSION_MAJOR 0
+#define AE_VERSION_MINOR 1
+#define AE_VERSION_PATCH 0
+const char *ae_version(void);
+
+/* ======================================================================== */
+/* Common: status codes, errors, allocator                                   */
+/* ======================================================================== */
+
+enum {
+  AE_OK = 0,
+  AE_EINVAL = -1,       /* invalid argument or input */
+  AE_ENOMEM = -2,       /* allocation failed */
+  AE_EIO = -3,          /* file or system I/O failed */
+  AE_EFORMAT = -4,      /* malformed file or data (JSON, safetensors, ...) */
+  AE_EUNSUPPORTED = -5, /* valid but unsupported (architecture, dtype, ...) */
+  AE_ENOTFOUND = -6,    /* file, key or tensor not found */
+  AE_EMISMATCH = -7,    /* shape, dtype, length or checksum mismatch */
+  AE_EDB = -8,          /* database error */
+  AE_ERANGE = -9,       /* value out of range */
+  AE_ESTATE = -10,      /* call not valid in the object's current state */
+  AE_EMISS = -11,       /* lookup missed (not an error for callers that expect it) */
+  AE_EINTR = -12,       /* interrupted (signal, cancellation) */
+};
+
+/* Name of a status ("invalid argument", ...). Never NULL. */
+const char *ae_strerror(int status);
+
+/* Detail of the last failure on this thread, e.g.
+ * "model.safetensors: tensor 'encoder.layer.0.attention.self.query.weight' has shape
+ * [384,383], config wants [384,384]". Empty string when none. */
+const char *ae_last_error(void);
+
+/* Allocator hook for every allocation astembed makes (used by tests to inject
+ * allocation failures). Pass NULLs to restore the libc allocator. Not thread-safe
+ * with respect to concurrent allocations: set it before creating objects. */
+typedef struct {
+  void *(*malloc_fn)(size_t size, void *ud);
+  void *(*realloc_fn)(void *ptr, size_t size, void *ud);
+  void (*free_fn)(void *ptr, void *ud);
+  void *ud;
+} ae_allocator;
+void ae_set_allocator(const ae_allocator *alloc);
+
+/* ======================================================================== */
+/* Tokenizer (src/tokenizer)                                                 */
+/* ======================================================================== */
+
+typedef struct ae_tokenizer ae_tokenizer;
+
+/* Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present,
+ * else vocab.txt + tokenizer_config.json. */
+int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
+void ae_tokenizer_free(ae_tokenizer *tok);
+
+/* Tokenizes UTF-8 text (invalid bytes are replaced by U+FFFD) into ids with the
+ * post-processor's special tokens ([CLS] ... [SEP]). max_len 0 = no truncation;
+ * otherwise the result has at most max_len ids, keeping [CLS] and [SEP].
+ * *ids is allocated with the library allocator; free it with ae_free.
+ * *truncated (may be NULL) is set to 1 when tokens were dropped. */
+int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len,
+                        size_t max_len, int32_t **ids, size_t *n_ids, int *truncated);
+size_t ae_tokenizer_vocab_size(const ae_tokenizer *tok);
+/* Token string of an id, or NULL when out of range. */
+const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id);
+
+/* Frees memory returned by the library (ids, JSON strings, ...). */
+void ae_free(void *ptr);
+
+/* ======================================================================== */
+/* Encoder (src/model, src/encoder)                                          */
+/* ======================================================================== */
+
+typedef struct ae_encoder ae_encoder;
+
+enum { AE_POOL_MEAN = 0, AE_POOL_CLS = 1, AE_POOL_MAX = 2, AE_POOL_MEAN_SQRT_LEN = 3 };
+
+typedef struct {
+  int threads;        /* 0 = all online CPUs */
+  int max_length;     /* 0 = the model folder's (sentence_bert_config, tokenizer, positions) */
+} ae_encoder_options;
+
+/* Loads a BERT-family model folder (config.json, model.safetensors, tokenizer,
+ * sentence-transformers pooling/normalize config). opts may be NULL. */
+int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out);
+void ae_encoder_free(ae_encoder *enc);
+
+int ae_encoder_dim(const ae_encoder *enc);
+int ae_encoder_max_length(const ae_encoder *enc);
+const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc);
+/* 16-byte fingerprint over config, weights header, tokenizer, max length, pooling,
+ * normalisation and precision: vectors from two encoders are interchangeable iff
+ * their fingerprints are equal. */
+void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]);
+
+/* Embeds n token sequences (each already truncated, with special tokens) into
+ * out[n * dim]. Sequences may have any lengths; no work is spent on padding. */
+int ae_encoder_embed_ids(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
+                         size_t n, float *out);
+
+/* Tokenizes and embeds n texts. status[i] (may be NULL) receives each item's status;
+ * a bad item gets a per-item error and a zero vector, the others are still embedded.
+ * Returns AE_OK unless the whole call failed. */
+int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size_t *lens,
+                           size_t n, float *out, int *status);
+
+/* Writes a random-weight model folder with the shape of like_dir's config (config,
+ * tokenizer and sentence-transformers files copied, model.safetensors of random
+ * weights from seed). dtype: "F32", "F16" or "BF16". */
+int ae_model_init_random(const char *like_dir, const char *out_dir, uint64_t seed,
+                         const char *dtype);
+
+/* ======================================================================== */
+/* Cache (src/cache)                                                         */
+/* ======================================================================== */
+
+typedef struct ae_cache ae_cache;
+
+enum { AE_CACHE_LRU = 0, AE_CACHE_TINYLFU = 1 };
+
+typedef struct {
+  size_t max_entries;            /* maxEntries, default 1000 */
+  size_t max_memory_mb;          /* maxMemoryMB, default 100 */
+  uint32_t ttl_seconds;          /* ttlSeconds, default 3600, 0 = no expiry */
+  int enable_content_validation; /* default 1 */
+  uint32_t maintenance_interval_ms; /* default 300000, 0 = no background thread */
+  int policy;                    /* AE_CACHE_LRU (default) or AE_CACHE_TINYLFU */
+  const char *persist_path;      /* SQLite file of the persistent tier, NULL = none */
+  size_t persist_max_mb;         /* size cap of the persistent tier, 0 = unlimited */
+} ae_cache_config;
+
+typedef struct {
+  uint64_t requests, hits, misses;
+  double hit_ratio, miss_ratio;
+  double average_access_time_ns;
+  uint64_t entries, bytes, evictions, expirations, invalidations;
+  double memory_efficiency;      /* vector bytes / total bytes */
+  double performance_score;      /* see src/cache for the formula */
+  uint64_t persist_hits, persist_writes, persist_errors, persist_rejected;
+} ae_cache_metrics;
+
+void ae_cache_config_default(ae_cache_config *cfg);
+int ae_cache_new(const ae_cache_config *cfg, const uint8_t model_fingerprint[16],
+                 ae_cache **out);
+void ae_cache_free(ae_cache *c);
+/* key: file path or node id; content: the text embedded. */
+int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t content_len,
+                 const float *vec, size_t dim);
+/* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss. */
+int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
+                 float *out, size_t dim);
+int ae_cache_delete(ae_cache *c, const char *key);
+/* One bounded maintenance step by hand (expiry sweep, persistent flush/prune). */
+int ae_cache_maintain(ae_cache *c);
+/* Shrinks the in-memory tier to at most fraction (0..1) of its byte limit. */
+int ae_cache_shrink(ae_cache *c, double fraction);
+/* Flushes pending persistent writes. */
+int ae_cache_flush(ae_cache *c);
+void ae_cache_metrics_get(ae_cache *c, ae_cache_metrics *m);
+/* JSON text of the metrics, allocated; free with ae_free. */
+char *ae_cache_metrics_json(ae_cache *c);
+
+/* ======================================================================== */
+/* Resource probes (src/probe)                                               */
+/* ======================================================================== */
+
+typedef struct {
+  double process_cpu_pct;     /* Δ(utime+stime) / (Δwall × cores) × 100 */
+  double system_cpu_pct;      /* from /proc/stat */
+  double load1, load5, load15;
+  uint64_t rss_bytes;
+  uint64_t available_bytes;   /* min(MemAvailable, cgroup memory.max - memory.current) */
+  uint64_t limit_bytes;       /* cgroup memory.max, or MemTotal when unlimited */
+  double memory_pct;          /* used relative to limit_bytes × 100 */
+  double psi_some_avg10, psi_full_avg10; /* -1 when unavailable */
+  int have_cgroup, have_psi;
+} ae_probe_reading;
+
+typedef struct ae_probe ae_probe;
+/* Reads files through read_file when set (tests script readings); NULL = the real
+ * /proc and /sys/fs/cgroup. read_file returns a malloc'd NUL-terminated string or NULL. */
+typedef char *(*ae_probe_read_fn)(const char *path, void *ud);
+int ae_probe_new(ae_probe_read_fn read_file, void *ud, ae_probe **out);
+void ae_probe_free(ae_probe *p);
+int ae_probe_read(ae_probe *p, ae_probe_reading *r);
+
+/* ======================================================================== */
+/* DynamicBatchOptimizer (src/batchopt)                                      */
+/* ======================================================================== */
+
+typedef struct ae_batchopt ae_batchopt;
+
+typedef struct {
+  int min_batch_size;        /* 1 */
+  int max_batch_size;        /* 128 */
+  double target_cpu_usage;   /* 70 */
+  double target_memory_usage;/* 75 */
+  int min_samples;           /* 10 */
+  int history_retention;     /* 100 */
+  double aggressiveness;     /* 0.3 */
+  int max_tokens;            /* token budget ceiling per batch, 0 = derived */
+} ae_batchopt_config;
+
+typedef struct {
+  int batch_size, tokens;
+  double processing_time_ms, cpu_usage, memory_usage;
+  int success, items_processed;
+} ae_batch_sample;
+
+typedef struct {
+  int batch_size;
+  int token_budget;
+  double confidence;         /* 0..1 */
+  char reason[256];
+} ae_batch_recommendation;
+
+typedef struct {
+  double average_throughput_items, average_throughput_tokens;
+  double average_batch_size, optimization_score, resource_utilization;
+  char trend[16];            /* "improving", "stable", "degrading" */
+} ae_batch_analytics;
+
+void ae_batchopt_config_default(ae_batchopt_config *cfg);
+int ae_batchopt_new(const ae_batchopt_config *cfg, ae_batchopt **out);
+void ae_batchopt_free(ae_batchopt *o);
+int ae_batchopt_record(ae_batchopt *o, const ae_batch_sample *s);
+int ae_batchopt_recommend(ae_batchopt *o, ae_batch_recommendation *r);
+int ae_batchopt_analytics(ae_batchopt *o, ae_batch_analytics *a);
+
+/* ======================================================================== */
+/* MemoryAwareProcessor (src/memproc)                                        */
+/* ======================================================================== */
+
+typedef struct ae_memproc ae_memproc;
+
+enum { AE_STRAT_STREAMING = 0, AE_STRAT_CONSERVATIVE = 1, AE_STRAT_BALANCED = 2,
+       AE_STRAT_AGGRESSIVE = 3, AE_STRAT_COUNT = 4 };
+enum { AE_APPROACH_SEQUENTIAL = 0, AE_APPROACH_PARALLEL = 1 };
+
+typedef struct {
+  const char *name;
+  int max_batch_size;
+  int approach;
+  double memory_overhead, cpu_overhead;
+  int cleanup_frequency;
+} ae_strategy;
+
+typedef struct {
+  ae_strategy strategies[AE_STRAT_COUNT];
+  double critical, high, normal, low;   /* memory % thresholds: 85, 70, 55, 35 */
+  uint32_t monitoring_interval_ms;
+  double cleanup_threshold, gc_threshold;
+  int threads;                          /* parallel approach pool size, 0 = CPUs */
+  ae_probe *probe;                      /* NULL = a real probe owned by the processor */
+} ae_memproc_config;
+
+/* fn processes items[first .. first+count) and writes each item's status into
+ * status[0..count). Returns AE_OK unless the whole batch failed. */
+typedef int (*ae_batch_fn)(void *ctx, size_t first, size_t count, int *status);
+
+typedef struct {
+  void (*progress)(void *ud, size_t done, size_t total);
+  void (*strategy_change)(void *ud, int from, int to, double memory_pct);
+  void (*memory_warning)(void *ud, double memory_pct);
+  void (*cleanup)(void *ud);            /* e.g. shrink the cache */
+  void *ud;
+} ae_memproc_callbacks;
+
+typedef struct {
+  size_t processed, succeeded, failed;
+  size_t *failed_index;                 /* failed items, ascending; free with ae_free */
+  int *failed_status;
+  int strategy_changes, cleanups;
+  double peak_memory_pct, average_memory_pct;
+  double elapsed_ms;
+  int final_strategy;
+} ae_memproc_result;
+
+void ae_memproc_config_default(ae_memproc_config *cfg);
+int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
+void ae_memproc_free(ae_memproc *m);
+int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
+                       const ae_memproc_callbacks *cb, ae_memproc_result *res);
+void ae_memproc_result_free(ae_memproc_result *res);
+int ae_memproc_current_strategy(const ae_memproc *m);
+
+/* ======================================================================== */
+/* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
+/* ======================================================================== */
+
+/* (defined by the generator module) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ASTEMBED_H */

@@ -1,0 +1,21 @@
+/* The astembed command-line tool: one file per subcommand (cmd_NAME.c), each
+ * exporting int cmd_NAME(int argc, char **argv) where argv[0] is the subcommand. */
+#ifndef AE_CLI_H
+#define AE_CLI_H
+#include "astembed.h"
+#include <stdio.h>
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} cli_command;
+
+/* Prints "astembed: <what>: <status name>: <detail>" to stderr; returns exit code 1. */
+int cli_fail(const char *what, int status);
+/* Exit codes: 0 ok, 1 runtime failure, 2 usage error. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* Default model folder: $ASTEMBED_MODEL, else NULL. */
+const char *cli_default_model(void);
+#endif
