@@ -135,7 +135,7 @@ static void tm_free(tmodel *t) {
 }
 
 static int tm_write_file(const char *dir, const char *name, const char *text) {
-  char path[4096];
+  char path[8800];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "w");
   if (!f) return -1;
