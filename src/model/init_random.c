@@ -361,6 +361,7 @@ int ae__model_init_random_ex(const char *like, const char *out, const ae__init_r
   char *cfg_path = ae__path_join(like, "config.json"), *text = NULL;
   size_t len = 0;
   ae__bert_config lc, c;
+  memset(&lc, 0, sizeof lc);
   int rc = cfg_path ? ae__read_file(cfg_path, &text, &len) : ae__error(AE_ENOMEM, "out of memory");
   if (rc == AE_OK) rc = ae__bert_config_parse(text, len, cfg_path, &lc);
   c = lc;
