@@ -243,15 +243,16 @@ static int hash_file(XXH3_state_t *s, const char *dir, const char *name) {
 }
 
 /* What makes two vectors comparable: the network (config + the safetensors header,
- * which pins every tensor's name, dtype, shape and offset), the tokenizer, the
- * truncation length, pooling, normalisation and the weights' precision. The weight
- * bytes themselves are not hashed (90 MB per load); retrained weights with an
- * identical header are the one case this does not catch. */
+ * which pins every tensor's name, dtype, shape and offset, and the weight bytes:
+ * fine-tuned or random weights share a header), the tokenizer, the truncation
+ * length, pooling, normalisation and the weights' precision. XXH3 runs at tens of
+ * GB/s, so hashing the 90 MB of MiniLM costs a few milliseconds per load. */
 static int fingerprint(ae__bert_model *m, const char *cfg, size_t cfg_len, const ae__st_file *st) {
   XXH3_state_t s;
   XXH3_128bits_reset(&s);
   hash_chunk(&s, "config.json", cfg, cfg_len);
   hash_chunk(&s, "safetensors-header", st->header, st->header_len);
+  hash_chunk(&s, "safetensors-file", m->map, m->map_len);
   char *tj = ae__path_join(m->dir, "tokenizer.json");
   if (!tj) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
   int has_tj = ae__file_exists(tj), rc;

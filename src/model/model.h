@@ -36,7 +36,7 @@ typedef struct {
                              else max_positions */
   char dtype[8];          /* "F32", "F16" or "BF16": the file's weight dtype */
   char *dir;
-  uint8_t fingerprint[16];/* config, weights header, tokenizer files, max_length,
+  uint8_t fingerprint[16];/* config, weights (header and bytes), tokenizer files, max_length,
                              pooling, normalize (the encoder mixes in precision) */
   /* storage owned by the loader */
   void *map;
