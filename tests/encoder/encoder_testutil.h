@@ -134,7 +134,7 @@ static void tm_free(tmodel *t) {
   free(t->tensors); free(t->names); free(t->shapes); free(t->m.layer); free(t);
 }
 
-static int tm_write_file(const char *dir, const char *name, const char *text) {
+static inline int tm_write_file(const char *dir, const char *name, const char *text) {
   char path[8800];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "w");
@@ -144,7 +144,7 @@ static int tm_write_file(const char *dir, const char *name, const char *text) {
 }
 
 /* Writes the model as a Hugging Face + sentence-transformers folder. */
-static int tm_write_folder(const tmodel *t, const char *dir) {
+static inline int tm_write_folder(const tmodel *t, const char *dir) {
   const ae__bert_model *m = &t->m;
   static const char *acts[] = {"gelu", "gelu_new", "relu"};
   char buf[2048], sub[4400];
