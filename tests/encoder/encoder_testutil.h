@@ -84,7 +84,7 @@ static const float *tm_tensor(tmodel *t, const char *name, int r, int c, float m
 }
 
 /* c = 0 in shapes means a 1-D tensor of r elements. */
-static tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_pos, int act,
+static inline tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_pos, int act,
                       int pooling, int normalize, const char *dtype, uint64_t seed, float std) {
   tmodel *t = calloc(1, sizeof *t);
   snprintf(t->dtype, sizeof t->dtype, "%s", dtype);
@@ -128,7 +128,7 @@ static tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_po
   return t;
 }
 
-static void tm_free(tmodel *t) {
+static inline void tm_free(tmodel *t) {
   if (!t) return;
   for (int i = 0; i < t->n; i++) { free(t->tensors[i]); free(t->names[i]); }
   free(t->tensors); free(t->names); free(t->shapes); free(t->m.layer); free(t);
