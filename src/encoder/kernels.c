@@ -32,9 +32,12 @@ static void layernorm_row(float *x, int H, const float *g, const float *b, float
   }
 }
 
+/* A block of a few hundred rows takes ~0.1 ms on one core; forking a parallel region
+ * for it costs more than it saves (and a descheduled worker stalls the barrier), so
+ * only big blocks are split across threads. */
 void ae__layernorm_rows(float *x, size_t rows, int H, const float *g, const float *b,
                         float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * (size_t)H >= ((size_t)1 << 20))
   for (size_t r = 0; r < rows; r++) layernorm_row(x + r * (size_t)H, H, g, b, eps);
 }
 
