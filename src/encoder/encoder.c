@@ -117,7 +117,7 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   enc->threads = opts && opts->threads > 0 ? opts->threads : ae__cpu_count();
   enc->max_length = opts && opts->max_length > 0 ? opts->max_length : m->max_length;
   if (enc->max_length <= 0 || enc->max_length > c->max_positions) enc->max_length = c->max_positions;
-  enc->chunk_tokens = 4096;
+  enc->chunk_tokens = 2048;
   enc->ffn_rows = 1024;
   omp_set_num_threads(enc->threads);
   int rc = AE_OK;
