@@ -298,13 +298,19 @@ static int flush_locked(ae__persist *p) {
 
 int ae__persist_put(ae__persist *p, const uint8_t h[16], const float *vec, uint32_t dim) {
   float *copy = ae__malloc((size_t)dim * sizeof(float));
-  if (!copy) return ae__error(AE_ENOMEM, "cache database %s: out of memory queueing a write", p->path);
+  if (!copy) {
+    pthread_mutex_lock(&p->mu);
+    p->st.errors++;
+    pthread_mutex_unlock(&p->mu);
+    return ae__error(AE_ENOMEM, "cache database %s: out of memory queueing a write", p->path);
+  }
   memcpy(copy, vec, (size_t)dim * sizeof(float));
   pthread_mutex_lock(&p->mu);
   if (p->npend == p->cap_pend) {
     size_t nc = p->cap_pend ? p->cap_pend * 2 : 64;
     pending_t *np = ae__realloc(p->pend, nc * sizeof *np);
     if (!np) {
+      p->st.errors++;
       pthread_mutex_unlock(&p->mu);
       ae__free(copy);
       return ae__error(AE_ENOMEM, "cache database %s: out of memory queueing a write", p->path);
