@@ -174,7 +174,7 @@ typedef struct {
 typedef struct {
   uint64_t requests, hits, misses;
   double hit_ratio, miss_ratio;
-  double average_access_time_ns; /* mean wall time of a get */
+  double average_access_time_ns; /* mean wall time of a get (1-in-16 sample) */
   uint64_t entries, bytes, vectors, evictions, expirations, invalidations;
   double memory_efficiency;      /* vector payload bytes / total bytes */
   /* performance_score = 100 * (0.6 * hit_ratio + 0.2 * memory_efficiency
