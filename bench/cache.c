@@ -509,6 +509,11 @@ static void persist_reader(const char *path, int batch, int fd) {
     }
   }
   double secs = (double)(ae__now_ns() - t0) / 1e9;
+  struct timespec cpu;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+  if (getenv("BENCH_VERBOSE"))
+    fprintf(stderr, "reader(batch=%d): %.3f s wall, %.3f s cpu in process\n", batch, secs,
+            cpu.tv_sec + cpu.tv_nsec / 1e9);
   /* verify all values through the (now warm) memory tier, outside the timing */
   for (size_t i = 0; i < PN; i += 7) {
     snprintf(key, sizeof key, "r%zu", i);
@@ -550,6 +555,9 @@ static int bench_persist(void) {
   if (!mkdtemp(dir)) return 0;
   char path[256];
   snprintf(path, sizeof path, "%s/cache.db", dir);
+  if (getenv("BENCH_DB")) snprintf(path, sizeof path, "%s", getenv("BENCH_DB"));
+  if (getenv("BENCH_DB") && getenv("BENCH_READ_ONLY")) /* profiling: one reader, no fork */
+    persist_reader(path, atoi(getenv("BENCH_READ_ONLY")), 2);
   ae_cache *c = make_cache(1000, 64, AE_CACHE_LRU, 0, path);
   char key[32], content[128];
   float v[DIM];
