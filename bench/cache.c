@@ -94,7 +94,6 @@ static ae_cache *make_cache(size_t entries, size_t mb, int policy, unsigned shar
 
 /* ---- 1. hot path ------------------------------------------------------------------ */
 
-#define HOT_KEYS 10000
 #define CONTENT_LEN 256
 
 typedef struct {
@@ -103,25 +102,36 @@ typedef struct {
   char (*contents)[CONTENT_LEN + 1];
   const uint32_t *order;
   size_t n;
-  double secs;
+  double secs, cpu;
   long hits;
 } hot_arg;
+
+static double thread_cpu(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void *hot_worker(void *p) {
   hot_arg *a = p;
   float out[DIM];
   long hits = 0;
   uint64_t t0 = ae__now_ns();
+  double c0 = thread_cpu();
   for (size_t i = 0; i < a->n; i++) {
     uint32_t k = a->order[i];
     hits += ae_cache_get(a->c, a->keys[k], a->contents[k], CONTENT_LEN, out, DIM) == AE_OK;
   }
   a->secs = (double)(ae__now_ns() - t0) / 1e9;
+  a->cpu = thread_cpu() - c0;
   a->hits = hits;
   return NULL;
 }
 
-static double run_threads(int nthreads, hot_arg *tmpl, uint32_t **orders, long *hits) {
+/* Returns gets per wall second; *per_cpu = gets per CPU second of the worker threads
+ * (what the code costs when the noisy machine deschedules us). */
+static double run_threads(int nthreads, hot_arg *tmpl, uint32_t **orders, long *hits,
+                          double *per_cpu) {
   pthread_t th[8];
   hot_arg args[8];
   uint64_t t0 = ae__now_ns();
@@ -131,10 +141,13 @@ static double run_threads(int nthreads, hot_arg *tmpl, uint32_t **orders, long *
     pthread_create(&th[t], NULL, hot_worker, &args[t]);
   }
   *hits = 0;
+  double cpu = 0;
   for (int t = 0; t < nthreads; t++) {
     pthread_join(th[t], NULL);
     *hits += args[t].hits;
+    cpu += args[t].cpu;
   }
+  *per_cpu = (double)tmpl->n * nthreads / cpu;
   double secs = (double)(ae__now_ns() - t0) / 1e9;
   return (double)tmpl->n * nthreads / secs;
 }
@@ -158,14 +171,16 @@ static void latency(ae_cache *c, char (*keys)[24], char (*contents)[CONTENT_LEN 
   free(lat);
 }
 
-static int bench_hot(void) {
+/* nkeys sets the working set: 1k keys x 1.5 KiB vectors fit in L2, 10k in L3 (shared
+ * with whatever else runs), 100k only in DRAM. */
+static int bench_hot(int HOT_KEYS) {
   int ok = 1;
   char (*keys)[24] = malloc(HOT_KEYS * sizeof *keys);
   char (*contents)[CONTENT_LEN + 1] = malloc(HOT_KEYS * sizeof *contents);
   char (*miss_contents)[CONTENT_LEN + 1] = malloc(HOT_KEYS * sizeof *miss_contents);
   char (*miss_keys)[24] = malloc(HOT_KEYS * sizeof *miss_keys);
   float v[DIM];
-  ae_cache *c = make_cache(2 * HOT_KEYS, 256, AE_CACHE_LRU, 16, NULL);
+  ae_cache *c = make_cache(2 * (size_t)HOT_KEYS, 512, AE_CACHE_LRU, 16, NULL);
   for (int i = 0; i < HOT_KEYS; i++) {
     snprintf(keys[i], sizeof keys[i], "pkg/mod_%05d.py:fn", i);
     snprintf(miss_keys[i], sizeof miss_keys[i], "new/mod_%05d.py:fn", i);
@@ -177,20 +192,20 @@ static int bench_hot(void) {
     vec_for((uint64_t)i, v, DIM);
     ae_cache_set(c, keys[i], contents[i], CONTENT_LEN, v, DIM);
   }
-  size_t n = quick ? 500000 : 2000000;
+  size_t n = quick ? 300000 : 1000000;
   uint32_t *orders[2];
   for (int t = 0; t < 2; t++) {
     orders[t] = malloc(n * sizeof(uint32_t));
     for (size_t i = 0; i < n; i++) orders[t][i] = (uint32_t)(rng() % HOT_KEYS);
   }
-  hot_arg tmpl = {c, keys, contents, NULL, n, 0, 0};
-  double r1[REPS], r2[REPS], p50s[REPS], p99s[REPS], m50s[REPS], m99s[REPS];
+  hot_arg tmpl = {c, keys, contents, NULL, n, 0, 0, 0};
+  double r1[REPS], r2[REPS], c1[REPS], c2[REPS], p50s[REPS], p99s[REPS], m50s[REPS], m99s[REPS];
   long hits;
   int all_hit = 1;
   for (int r = 0; r < REPS; r++) {
-    r1[r] = run_threads(1, &tmpl, orders, &hits);
+    r1[r] = run_threads(1, &tmpl, orders, &hits, &c1[r]);
     all_hit &= hits == (long)n;
-    r2[r] = run_threads(2, &tmpl, orders, &hits);
+    r2[r] = run_threads(2, &tmpl, orders, &hits, &c2[r]);
     all_hit &= hits == 2 * (long)n;
     latency(c, keys, contents, orders[0], n / 4, &p50s[r], &p99s[r], AE_OK);
     latency(c, miss_keys, miss_contents, orders[1], n / 8, &m50s[r], &m99s[r], AE_EMISS);
@@ -202,12 +217,16 @@ static int bench_hot(void) {
     tc[i] = ae__now_ns() - a;
   }
   qsort(tc, 1001, sizeof *tc, cmp_u64);
-  char buf[64];
+  char buf[64], what[96];
   snprintf(buf, sizeof buf, "%.2f M/s", median(r1, REPS) / 1e6);
-  ok &= row("hits, 1 thread, 384-d, 10k keys x 256-byte content", buf, ">= 3 M/s",
-            median(r1, REPS) >= 3e6 && all_hit);
-  snprintf(buf, sizeof buf, "%.2f M/s", median(r2, REPS) / 1e6);
-  row("hits, 2 threads (aggregate, 16 shards)", buf, "-", -1);
+  snprintf(what, sizeof what, "hits, 1 thread, 384-d, %dk keys x 256-byte content (wall)",
+           HOT_KEYS / 1000);
+  ok &= row(what, buf, ">= 3 M/s", median(r1, REPS) >= 3e6 && all_hit);
+  snprintf(buf, sizeof buf, "%.2f M/s", median(c1, REPS) / 1e6);
+  row("  same, per CPU-second of the thread", buf, ">= 3 M/s", median(c1, REPS) >= 3e6 && all_hit);
+  snprintf(buf, sizeof buf, "%.2f M/s (%.2f per CPU-s)", median(r2, REPS) / 1e6,
+           median(c2, REPS) / 1e6);
+  row("hits, 2 threads (aggregate, 16 shards, wall)", buf, "-", -1);
   snprintf(buf, sizeof buf, "p50 %.0f ns, p99 %.0f ns", median(p50s, REPS), median(p99s, REPS));
   ok &= row("hit latency, 1 thread", buf, "p99 <= 2 us", median(p99s, REPS) <= 2000);
   snprintf(buf, sizeof buf, "p50 %.0f ns, p99 %.0f ns", median(m50s, REPS), median(m99s, REPS));
@@ -336,6 +355,9 @@ static int bench_traces(void) {
     }
     trace[i] = perm[lo];
   }
+  /* the best any policy without knowledge of the future can do on an independent
+   * Zipf trace: keep the cap most popular keys (their probability mass) */
+  double static_opt = cdf[cap - 1] / sum;
   free(cdf);
   free(perm);
   unsigned sh;
@@ -348,6 +370,10 @@ static int bench_traces(void) {
   ok &= row("(a) W-TinyLFU", buf, ">= 1.5x LRU", tlfu >= 1.5 * lru);
   snprintf(buf, sizeof buf, "%.1f%% (gap %.1f points)", 100 * opt, 100 * (opt - tlfu));
   ok &= row("(a) Belady (optimal, with bypass)", buf, "gap <= 10 pts", opt - tlfu <= 0.10);
+  snprintf(buf, sizeof buf, "%.1f%% = %.2fx LRU", 100 * static_opt, static_opt / lru);
+  row("(a) top-1% probability mass (best online policy)", buf, "-", -1);
+  snprintf(buf, sizeof buf, "Belady = %.2fx LRU", opt / lru);
+  row("(a) note: 1.5x LRU feasible only if Belady >= 1.5x", buf, "-", -1);
   free(trace);
 
   /* (b) cyclic scan over 1.25x the cache */
@@ -524,12 +550,13 @@ static void persist_reader(const char *path, int batch, int fd) {
       wrong++;
   }
   ae_cache_free(c);
-  double res[3] = {(double)hits, secs, (double)wrong};
+  double res[4] = {(double)hits, secs, (double)wrong, cpu.tv_sec + cpu.tv_nsec / 1e9};
   if (write(fd, res, sizeof res) != sizeof res) _exit(2);
   _exit(0);
 }
 
-static int read_back(const char *path, int batch, double *rate, size_t *hits, size_t *wrong) {
+static int read_back(const char *path, int batch, double *rate, double *cpu_rate, size_t *hits,
+                     size_t *wrong) {
   int fds[2];
   if (pipe(fds)) return 0;
   fflush(stdout);
@@ -539,13 +566,14 @@ static int read_back(const char *path, int batch, double *rate, size_t *hits, si
     persist_reader(path, batch, fds[1]);
   }
   close(fds[1]);
-  double res[3] = {0, 1, 1};
+  double res[4] = {0, 1, 1, 1};
   ssize_t got = read(fds[0], res, sizeof res);
   close(fds[0]);
   int st;
   waitpid(pid, &st, 0);
   *hits = (size_t)res[0];
   *rate = res[0] / res[1];
+  *cpu_rate = res[0] / res[3];
   *wrong = (size_t)res[2];
   return got == sizeof res;
 }
@@ -578,19 +606,23 @@ static int bench_persist(void) {
            (unsigned long long)m.persist_writes);
   int ok = row("persist: 100k x 384-d sets + flush (batches of 4096)", buf, "-",
                m.persist_writes == PN);
-  double rates[REPS], brates[REPS];
+  double rates[REPS], brates[REPS], crates[REPS], cbrates[REPS];
   size_t hits, wrong;
   int reps = quick ? 1 : 3, good = 1;
   for (int r = 0; r < reps; r++) {
-    good &= read_back(path, 0, &rates[r], &hits, &wrong) && hits == PN && wrong == 0;
-    good &= read_back(path, 1, &brates[r], &hits, &wrong) && hits == PN && wrong == 0;
+    good &= read_back(path, 0, &rates[r], &crates[r], &hits, &wrong) && hits == PN && wrong == 0;
+    good &= read_back(path, 1, &brates[r], &cbrates[r], &hits, &wrong) && hits == PN && wrong == 0;
   }
   snprintf(buf, sizeof buf, "%.0f k/s", median(rates, reps) / 1e3);
-  ok &= row("persist: cold process, single gets (all 100k, verified)", buf, ">= 200 k/s",
+  ok &= row("persist: cold process, single gets (all 100k, verified; wall)", buf, ">= 200 k/s",
             median(rates, reps) >= 2e5 && good);
+  snprintf(buf, sizeof buf, "%.0f k/s", median(crates, reps) / 1e3);
+  row("  same, per CPU-second of the process", buf, ">= 200 k/s", median(crates, reps) >= 2e5 && good);
   snprintf(buf, sizeof buf, "%.0f k/s", median(brates, reps) / 1e3);
-  ok &= row("persist: cold process, get_many x1024 (verified)", buf, ">= 200 k/s",
+  ok &= row("persist: cold process, get_many x1024 (verified; wall)", buf, ">= 200 k/s",
             median(brates, reps) >= 2e5 && good);
+  snprintf(buf, sizeof buf, "%.0f k/s", median(cbrates, reps) / 1e3);
+  row("  same, per CPU-second of the process", buf, ">= 200 k/s", median(cbrates, reps) >= 2e5 && good);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) ok = 0;
@@ -610,8 +642,16 @@ int main(int argc, char **argv) {
   printf("| %-58s | %-26s | %-14s | %-4s |\n", "cache benchmark", "measured (median)", "target", "");
   printf("|%s|%s|%s|%s|\n", "------------------------------------------------------------",
          "----------------------------", "----------------", "------");
+  double load[3] = {0};
+  if (getloadavg(load, 3) > 0)
+    printf("(machine: %ld CPUs online, load average %.2f %.2f %.2f at start)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   int ok = 1;
-  if (!only || !strcmp(only, "hot")) ok &= bench_hot();
+  if (!only || !strcmp(only, "hot")) {
+    ok &= bench_hot(1000);
+    ok &= bench_hot(10000);
+    ok &= bench_hot(100000);
+  }
   if (!only || !strcmp(only, "trace")) ok &= bench_traces();
   if (!only || !strcmp(only, "reindex")) ok &= bench_reindex();
   if (!only || !strcmp(only, "persist")) ok &= bench_persist();

@@ -169,6 +169,11 @@ typedef struct {
                                     default 0 = NORMAL (a commit survives a process
                                     crash / SIGKILL, the last ones may be lost on power
                                     loss) */
+  int persist_no_prefetch;       /* default 0: the first lookup that reaches the
+                                    database bulk-loads this model's stored vectors
+                                    (one sequential scan, at most max_bytes of them)
+                                    so a cold process serves them at memory speed;
+                                    1 = one query per lookup */
 } ae_cache_config;
 
 typedef struct {

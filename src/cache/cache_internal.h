@@ -30,9 +30,10 @@ typedef struct {
 
 /* Opens (creating when needed) the database. On failure returns the status with
  * ae_last_error set and *out NULL. */
+/* prefetch_bytes: budget of the bulk load on the first lookup, 0 = no prefetch. */
 int ae__persist_open(const char *path, const uint8_t fp[16], size_t max_mb,
                      uint32_t batch_count, uint32_t batch_ms, int sync_full,
-                     ae__persist **out);
+                     uint64_t prefetch_bytes, ae__persist **out);
 /* Commits everything pending and closes. */
 void ae__persist_close(ae__persist *p);
 /* Queues a vector for writing (copied). Commits when the batch is full. */

@@ -1,9 +1,21 @@
 /* Persistent tier of the cache: SQLite in WAL mode.
  *
  * One row per (model fingerprint, content hash): the float32 blob, its dimension, an
- * XXH3-64 checksum of the blob, created and last-access times (unix seconds). The
- * table is WITHOUT ROWID on 16 KiB pages so that a 384-d row (1.5 KiB) sits inside
- * its b-tree leaf: a lookup is one descent, no overflow page.
+ * XXH3-64 checksum of the blob, created and last-access times (unix seconds). Rows
+ * live in a rowid table on 16 KiB pages (ten 384-d rows a page, no overflow pages),
+ * found through a unique index on (fp, h). New rows are appended at the end of the
+ * table, so a batch of writes dirties a few table pages plus the small index pages
+ * it lands on; keying the table itself by the (random) content hash would rewrite
+ * most of the file at every batch.
+ *
+ * Cold start: a process that starts with an empty memory tier would pay one b-tree
+ * lookup (several microseconds) per stored vector. Instead the first lookup that
+ * reaches the database bulk-loads this model's rows with one sequential scan, up to
+ * a byte budget (the memory tier's limit), into a prefetch map; later lookups are
+ * served from the map (the entry handed over to the memory tier and dropped from
+ * the map) and only fall through to a query when absent. The map is a positive
+ * cache of immutable, content-addressed rows, so serving from it is always correct;
+ * bad rows met by the scan are rejected and deleted like any other.
  *
  * Writes are queued and committed in one transaction per batch (batch_count rows, or
  * when the oldest is batch_ms old, or on flush/close), so a set costs a memcpy, not an
@@ -47,6 +59,14 @@ typedef struct {
   float *data;
 } pending_t;
 
+typedef struct pf_ent {
+  struct pf_ent *next;
+  uint8_t h[16];
+  uint32_t dim;
+  int64_t accessed;
+  float data[];
+} pf_ent;
+
 struct ae__persist {
   pthread_mutex_t mu;
   sqlite3 *db;
@@ -60,6 +80,11 @@ struct ae__persist {
   uint64_t oldest_ns;
   uint8_t (*touched)[16];
   size_t ntouch;
+  /* prefetch map */
+  int pf_state;            /* 0 = not loaded yet, 1 = loaded (or off) */
+  pf_ent **pf;
+  size_t pf_mask, pf_n;
+  uint64_t pf_bytes, pf_budget;
   ae__persist_stats st;
 };
 
@@ -121,25 +146,26 @@ static int setup(ae__persist *p, int sync_full) {
    * writable fails here, at open, rather than at the first flush. */
   if (exec(p, "BEGIN IMMEDIATE")) return AE_EDB;
   if (exec(p, "CREATE TABLE IF NOT EXISTS vectors("
-              " fp BLOB NOT NULL, h BLOB NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL,"
-              " checksum INTEGER NOT NULL, created INTEGER NOT NULL, accessed INTEGER NOT NULL,"
-              " PRIMARY KEY (fp, h)) WITHOUT ROWID") ||
+              " id INTEGER PRIMARY KEY, fp BLOB NOT NULL, h BLOB NOT NULL,"
+              " dim INTEGER NOT NULL, checksum INTEGER NOT NULL, created INTEGER NOT NULL,"
+              " accessed INTEGER NOT NULL, vec BLOB NOT NULL)") ||
+      exec(p, "CREATE UNIQUE INDEX IF NOT EXISTS vectors_key ON vectors(fp, h)") ||
       exec(p, "CREATE INDEX IF NOT EXISTS vectors_accessed ON vectors(accessed)") ||
       exec(p, "COMMIT")) {
     sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
     return AE_EDB;
   }
   int prc;
-  if ((prc = prepare(p, "INSERT INTO vectors(fp,h,dim,vec,checksum,created,accessed) "
-                        "VALUES(?1,?2,?3,?4,?5,?6,?6) ON CONFLICT(fp,h) DO UPDATE SET "
+  if ((prc = prepare(p, "INSERT INTO vectors(fp,h,dim,checksum,created,accessed,vec) "
+                        "VALUES(?1,?2,?3,?5,?6,?6,?4) ON CONFLICT(fp,h) DO UPDATE SET "
                         "dim=excluded.dim, vec=excluded.vec, checksum=excluded.checksum, "
                         "accessed=excluded.accessed", &p->ins)) ||
       (prc = prepare(p, "SELECT dim, vec, checksum, accessed FROM vectors WHERE fp=?1 AND h=?2",
                      &p->sel)) ||
       (prc = prepare(p, "DELETE FROM vectors WHERE fp=?1 AND h=?2", &p->del)) ||
       (prc = prepare(p, "UPDATE vectors SET accessed=?3 WHERE fp=?1 AND h=?2", &p->touch)) ||
-      (prc = prepare(p, "DELETE FROM vectors WHERE (fp,h) IN "
-                        "(SELECT fp,h FROM vectors ORDER BY accessed LIMIT ?1)", &p->prune)) ||
+      (prc = prepare(p, "DELETE FROM vectors WHERE id IN "
+                        "(SELECT id FROM vectors ORDER BY accessed LIMIT ?1)", &p->prune)) ||
       (prc = prepare(p, "SELECT coalesce(sum(dim)*4 + count(*)*" "64" ",0) FROM vectors", &p->size)))
     return prc;
   return AE_OK;
@@ -163,7 +189,21 @@ static void close_db(ae__persist *p) {
   p->db = NULL;
 }
 
+static void pf_clear(ae__persist *p) {
+  if (p->pf)
+    for (size_t i = 0; i <= p->pf_mask; i++)
+      for (pf_ent *e = p->pf[i], *nx; e; e = nx) {
+        nx = e->next;
+        ae__free(e);
+      }
+  ae__free(p->pf);
+  p->pf = NULL;
+  p->pf_n = 0;
+  p->pf_bytes = 0;
+}
+
 static void free_persist(ae__persist *p) {
+  pf_clear(p);
   for (size_t i = 0; i < p->npend; i++) ae__free(p->pend[i].data);
   ae__free(p->pend);
   ae__free(p->touched);
@@ -174,7 +214,7 @@ static void free_persist(ae__persist *p) {
 
 int ae__persist_open(const char *path, const uint8_t fp[16], size_t max_mb,
                      uint32_t batch_count, uint32_t batch_ms, int sync_full,
-                     ae__persist **out) {
+                     uint64_t prefetch_bytes, ae__persist **out) {
   *out = NULL;
   ae__persist *p = ae__calloc(1, sizeof *p);
   if (!p) return ae__error(AE_ENOMEM, "cache database %s: out of memory", path);
@@ -189,6 +229,7 @@ int ae__persist_open(const char *path, const uint8_t fp[16], size_t max_mb,
   p->max_bytes = (uint64_t)max_mb << 20;
   p->batch_count = batch_count ? batch_count : 256;
   p->batch_ms = batch_ms;
+  p->pf_budget = prefetch_bytes;
   int rc = sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                              SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
@@ -373,9 +414,111 @@ static void reject_row(ae__persist *p, const uint8_t h[16]) {
   if (step_done(p, p->del, "delete a bad row")) p->st.errors++;
 }
 
+static inline size_t pf_bucket(const ae__persist *p, const uint8_t h[16]) {
+  uint64_t x;
+  memcpy(&x, h, 8);
+  return (size_t)(x & p->pf_mask);
+}
+
+static void pf_grow(ae__persist *p) {
+  size_t nb = (p->pf_mask + 1) * 2;
+  pf_ent **b = ae__calloc(nb, sizeof *b);
+  if (!b) return;
+  size_t old = p->pf_mask + 1;
+  p->pf_mask = nb - 1;
+  for (size_t i = 0; i < old; i++)
+    for (pf_ent *e = p->pf[i], *nx; e; e = nx) {
+      nx = e->next;
+      size_t k = pf_bucket(p, e->h);
+      e->next = b[k];
+      b[k] = e;
+    }
+  ae__free(p->pf);
+  p->pf = b;
+}
+
+/* One sequential scan of this model's rows (table order) into the prefetch map, up
+ * to the byte budget; rows with a wrong length or checksum are deleted afterwards. */
+static void prefetch_locked(ae__persist *p) {
+  p->pf_state = 1;
+  if (!p->pf_budget) return;
+  p->pf = ae__calloc(1024, sizeof *p->pf);
+  if (!p->pf) return;
+  p->pf_mask = 1023;
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(p->db, "SELECT h, dim, vec, checksum, accessed FROM vectors "
+                                "NOT INDEXED WHERE fp=?1", -1, &st, NULL) != SQLITE_OK) {
+    db_fail(p, AE_EDB, "prefetch");
+    p->st.errors++;
+    return;
+  }
+  sqlite3_bind_blob(st, 1, p->fp, 16, SQLITE_STATIC);
+  uint8_t (*bad)[16] = NULL;
+  size_t nbad = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const void *h = sqlite3_column_blob(st, 0);
+    int64_t dim = sqlite3_column_int64(st, 1);
+    const void *blob = sqlite3_column_blob(st, 2);
+    int64_t nb = sqlite3_column_bytes(st, 2);
+    uint64_t sum = (uint64_t)sqlite3_column_int64(st, 3);
+    if (!h || sqlite3_column_bytes(st, 0) != 16) continue;
+    if (dim <= 0 || nb != dim * 4 || !blob || XXH3_64bits(blob, (size_t)nb) != sum) {
+      uint8_t (*nbd)[16] = ae__realloc(bad, (nbad + 1) * sizeof *bad);
+      if (nbd) {
+        bad = nbd;
+        memcpy(bad[nbad++], h, 16);
+      }
+      continue;
+    }
+    size_t size = sizeof(pf_ent) + (size_t)nb;
+    if (p->pf_bytes + size > p->pf_budget) break;
+    pf_ent *e = ae__malloc(size);
+    if (!e) break;
+    memcpy(e->h, h, 16);
+    e->dim = (uint32_t)dim;
+    e->accessed = sqlite3_column_int64(st, 4);
+    memcpy(e->data, blob, (size_t)nb);
+    size_t k = pf_bucket(p, e->h);
+    e->next = p->pf[k];
+    p->pf[k] = e;
+    p->pf_bytes += size;
+    if (++p->pf_n > p->pf_mask + 1) pf_grow(p);
+  }
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    db_fail(p, AE_EDB, "prefetch scan");
+    p->st.errors++;
+  }
+  sqlite3_finalize(st);
+  for (size_t i = 0; i < nbad; i++) reject_row(p, bad[i]);
+  ae__free(bad);
+}
+
+/* Serves h from the prefetch map, handing the entry over (it leaves the map). */
+static int from_prefetch(ae__persist *p, const uint8_t h[16], float *out, uint32_t dim) {
+  if (!p->pf_n) return AE_EMISS;
+  pf_ent **pp = &p->pf[pf_bucket(p, h)];
+  while (*pp && memcmp((*pp)->h, h, 16) != 0) pp = &(*pp)->next;
+  pf_ent *e = *pp;
+  if (!e) return AE_EMISS;
+  if (e->dim != dim) return AE_EMISMATCH;
+  memcpy(out, e->data, (size_t)dim * sizeof(float));
+  if (now_s() - e->accessed >= TOUCH_GRANULARITY_S && p->ntouch < MAX_TOUCHES)
+    memcpy(p->touched[p->ntouch++], h, 16);
+  *pp = e->next;
+  p->pf_n--;
+  p->pf_bytes -= sizeof(pf_ent) + (size_t)dim * sizeof(float);
+  ae__free(e);
+  p->st.hits++;
+  return AE_OK;
+}
+
 /* One lookup, under the lock. */
 static int get_locked(ae__persist *p, const uint8_t h[16], float *out, uint32_t dim) {
   int rc = from_pending(p, h, out, dim);
+  if (rc != AE_EMISS) return rc;
+  if (!p->pf_state) prefetch_locked(p);
+  rc = from_prefetch(p, h, out, dim);
   if (rc != AE_EMISS) return rc;
   bind_key(p->sel, p->fp, h);
   int s = sqlite3_step(p->sel);

@@ -17,6 +17,10 @@
 #define DIM 384
 
 static char dir[] = "/tmp/ae_cache_persist_XXXXXX";
+/* variants: prefetch on (default) / off, and a memory limit small enough that the
+ * prefetch map holds only part of the file */
+static int g_no_prefetch;
+static size_t g_max_bytes;
 
 static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entries,
                             size_t cap_mb, uint32_t batch) {
@@ -27,6 +31,8 @@ static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entr
   cfg.persist_path = path;
   cfg.persist_max_mb = cap_mb;
   cfg.persist_batch_count = batch;
+  cfg.persist_no_prefetch = g_no_prefetch;
+  cfg.max_bytes = g_max_bytes;
   ae_cache *c = NULL;
   int rc = ae_cache_new(&cfg, fp, &c);
   if (rc) fprintf(stderr, "ae_cache_new(%s): %s\n", path, ae_last_error());
@@ -317,6 +323,18 @@ int main(void) {
   snprintf(path, sizeof path, "%s/cache.db", dir);
   test_roundtrip(path);
   test_bad_rows(path);
+  fprintf(stderr, "  again with one query per lookup (no prefetch)\n");
+  g_no_prefetch = 1;
+  snprintf(path, sizeof path, "%s/cache_noprefetch.db", dir);
+  test_roundtrip(path);
+  test_bad_rows(path);
+  fprintf(stderr, "  again with a prefetch budget of about a third of the file\n");
+  g_no_prefetch = 0;
+  g_max_bytes = 1200000;
+  snprintf(path, sizeof path, "%s/cache_partial.db", dir);
+  test_roundtrip(path);
+  test_bad_rows(path);
+  g_max_bytes = 0;
   snprintf(path, sizeof path, "%s/prune.db", dir);
   test_pending_and_prune(path);
   test_io_faults();
