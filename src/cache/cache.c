@@ -39,6 +39,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -474,7 +475,7 @@ static int insert_hashed(ae_cache *c, const char *key, size_t klen, uint64_t kh,
   memcpy(cand->data, vec, dim * sizeof(float));
 
   shard_t *s = shard_of(c, kh);
-  for (;;) {
+  for (int attempt = 0;; attempt++) {
     pthread_mutex_lock(&s->mu);
     entry_t **pp = shard_slot(s, kh, key, klen);
     entry_t *old = *pp;
@@ -492,11 +493,17 @@ static int insert_hashed(ae_cache *c, const char *key, size_t klen, uint64_t kh,
     if (old) remove_entry(c, s, old); /* overwrite = delete + insert */
     if (reserve_evicting(c, s, need_e + need_v)) break;
     pthread_mutex_unlock(&s->mu);
-    if (!steal_one(c, s)) { /* cannot happen while need <= max_bytes; stay safe */
-      ae__free(e);
-      ae__free(cand);
-      return ae__error(AE_ERANGE, "cache set: no room for %zu bytes", need_e + need_v);
+    if (steal_one(c, s)) continue;
+    /* Nothing left to evict anywhere: the bytes are reserved by sets in flight on
+     * other threads, which will either link their entries (evictable then) or give
+     * the reservation back. Wait for them a little, then give up. */
+    if (attempt < 1000) {
+      sched_yield();
+      continue;
     }
+    ae__free(e);
+    ae__free(cand);
+    return ae__error(AE_ERANGE, "cache set: no room for %zu bytes", need_e + need_v);
   }
   vec_t *v = vec_publish(c, cand);
   int fresh = v == cand;
