@@ -72,18 +72,27 @@ void ae_set_allocator(const ae_allocator *alloc);
 
 typedef struct ae_tokenizer ae_tokenizer;
 
-/* Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present,
- * else vocab.txt + tokenizer_config.json. */
+/* Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present
+ * (BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing/BertProcessing,
+ * added tokens), else vocab.txt + tokenizer_config.json (+ special_tokens_map.json)
+ * configured as transformers' BertTokenizerFast. Other tokenizer types (BPE, Unigram,
+ * other normalisers or pre-tokenizers) fail with AE_EUNSUPPORTED naming the file;
+ * malformed files with AE_EFORMAT naming the file and the member. */
 int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
 void ae_tokenizer_free(ae_tokenizer *tok);
 
-/* Tokenizes UTF-8 text (invalid bytes are replaced by U+FFFD) into ids with the
- * post-processor's special tokens ([CLS] ... [SEP]). max_len 0 = no truncation;
- * otherwise the result has at most max_len ids, keeping [CLS] and [SEP].
+/* Tokenizes UTF-8 text exactly as Hugging Face's tokenizers library does (invalid
+ * bytes are replaced by U+FFFD first) into ids with the post-processor's special
+ * tokens ([CLS] ... [SEP]). max_len 0 = no truncation; otherwise the result has at
+ * most max_len ids, keeping [CLS] and [SEP] and the first max_len - 2 pieces
+ * (AE_ERANGE when max_len cannot hold the special tokens).
  * *ids is allocated with the library allocator; free it with ae_free.
- * *truncated (may be NULL) is set to 1 when tokens were dropped. */
+ * *truncated (may be NULL) is set to 1 when tokens were dropped.
+ * The tokenizer is read-only after load: any number of threads may encode with it
+ * at the same time. */
 int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len,
                         size_t max_len, int32_t **ids, size_t *n_ids, int *truncated);
+/* Largest id + 1, added tokens included. */
 size_t ae_tokenizer_vocab_size(const ae_tokenizer *tok);
 /* Token string of an id, or NULL when out of range. */
 const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id);
