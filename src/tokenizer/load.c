@@ -464,12 +464,20 @@ static int normalize_added(ae_tokenizer *t) {
     a->len = n;
     t->any_normalized_added = 1;
   }
+  t->added_only_first[0] = t->added_only_first[1] = -1;
+  int distinct[2] = {0, 0};
   for (size_t i = 0; i < t->n_added; i++) {
     ae__added_token *a = &t->added[i];
     if (!a->len) continue;
-    uint8_t b = (uint8_t)a->content[0];
-    t->added_first[a->normalized][b >> 3] |= (uint8_t)(1u << (b & 7));
+    uint8_t b = (uint8_t)a->content[0], k = a->normalized;
+    if (!(t->added_first[k][b >> 3] & (1u << (b & 7)))) {
+      distinct[k]++;
+      t->added_only_first[k] = b;
+    }
+    t->added_first[k][b >> 3] |= (uint8_t)(1u << (b & 7));
   }
+  for (int k = 0; k < 2; k++)
+    if (distinct[k] != 1) t->added_only_first[k] = -1;
   return AE_OK;
 }
 

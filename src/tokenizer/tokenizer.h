@@ -94,6 +94,7 @@ struct ae_tokenizer {
   ae__added_token *added;
   size_t n_added;
   uint8_t added_first[2][32]; /* bitmap of first bytes, per normalized flag */
+  int added_only_first[2];    /* the first byte when all share one, else -1 */
   int any_normalized_added;
   /* post-processor: ids before and after the sequence */
   int32_t *pre_ids, *post_ids;
