@@ -78,7 +78,9 @@ static int add_added(ae_tokenizer *t, const char *content, int32_t id, int singl
   ae__added_token *a = &t->added[t->n_added];
   memset(a, 0, sizeof *a);
   a->content = ae__strdup(content);
-  if (!a->content) return ae__error(AE_ENOMEM, "tokenizer: out of memory");
+  a->text = ae__strdup(content);
+  t->n_added++; /* counted now so that free releases a half-built entry */
+  if (!a->content || !a->text) return ae__error(AE_ENOMEM, "tokenizer: out of memory");
   a->len = strlen(content);
   a->id = id;
   a->single_word = (uint8_t)single_word;
@@ -86,7 +88,6 @@ static int add_added(ae_tokenizer *t, const char *content, int32_t id, int singl
   a->rstrip = (uint8_t)rstrip;
   a->normalized = (uint8_t)normalized;
   a->special = (uint8_t)special;
-  t->n_added++;
   return AE_OK;
 }
 
@@ -484,7 +485,10 @@ static int normalize_added(ae_tokenizer *t) {
 void ae_tokenizer_free(ae_tokenizer *t) {
   if (!t) return;
   ae__vocab_free(&t->vocab);
-  for (size_t i = 0; i < t->n_added; i++) ae__free(t->added[i].content);
+  for (size_t i = 0; i < t->n_added; i++) {
+    ae__free(t->added[i].content);
+    ae__free(t->added[i].text);
+  }
   ae__free(t->added);
   ae__free(t->pre_ids);
   ae__free(t->post_ids);
@@ -540,6 +544,6 @@ const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id) {
   const char *s = ae__vocab_token(&tok->vocab, id);
   if (s) return s;
   for (size_t i = 0; i < tok->n_added; i++)
-    if (tok->added[i].id == id && !tok->added[i].normalized) return tok->added[i].content;
+    if (tok->added[i].id == id) return tok->added[i].text;
   return NULL;
 }

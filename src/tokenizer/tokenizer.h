@@ -67,7 +67,8 @@ int ae__utf8_encode(uint32_t c, uint8_t *out);
 /* ---- the tokenizer ---- */
 
 typedef struct {
-  char *content;
+  char *content;   /* what is matched: normalised when normalized is set */
+  char *text;      /* the token as written in the file (id_to_token) */
   size_t len;
   int32_t id;
   uint8_t single_word, lstrip, rstrip, normalized, special;

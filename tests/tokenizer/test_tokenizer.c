@@ -211,6 +211,7 @@ static void test_accessors(const ae_tokenizer *t) {
   CHECK(ae_tokenizer_id_to_token(t, A) && !strcmp(ae_tokenizer_id_to_token(t, A), "a"));
   CHECK(ae_tokenizer_id_to_token(t, CB_B) && !strcmp(ae_tokenizer_id_to_token(t, CB_B), "##b"));
   CHECK(ae_tokenizer_id_to_token(t, 30) && !strcmp(ae_tokenizer_id_to_token(t, 30), "<ent>"));
+  CHECK(ae_tokenizer_id_to_token(t, 32) && !strcmp(ae_tokenizer_id_to_token(t, 32), "Tag"));
   CHECK(ae_tokenizer_id_to_token(t, -1) == NULL);
   CHECK(ae_tokenizer_id_to_token(t, 1000) == NULL);
   CHECK(ae__tokenizer_model_max_length(t) == 0);
