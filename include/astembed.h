@@ -139,7 +139,12 @@ int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size
 
 /* Writes a random-weight model folder with the shape of like_dir's config (config,
  * tokenizer and sentence-transformers files copied, model.safetensors of random
- * weights from seed). dtype: "F32", "F16" or "BF16". */
+ * weights from seed). dtype: "F32", "F16" or "BF16" (NULL = F32). Deterministic:
+ * the same seed gives the same file on every machine, and the F16/BF16 weights are
+ * the F32 ones rounded to nearest even. Weights ~ N(0, 0.02), LayerNorm gains
+ * 1 + N(0, 0.05), biases N(0, 0.02); tensor names as transformers writes them,
+ * with embeddings.position_ids (I64) and the pooler. Files are written atomically
+ * (temp + rename); out_dir is created and must differ from like_dir. */
 int ae_model_init_random(const char *like_dir, const char *out_dir, uint64_t seed,
                          const char *dtype);
 
