@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ids index a dense id -> token array, so a file must not be able to ask for a huge
+ * one with a single stray id: 16M is far above any real vocabulary. */
+#define MAX_ID ((1 << 24) - 1)
+
 /* ---- small JSON helpers ---------------------------------------------------- */
 
 static int load_json(const char *path, json_t **out) {
@@ -135,8 +139,9 @@ static int parse_wordpiece(ae_tokenizer *t, const char *path, json_t *m, const c
   json_t *val;
   json_object_foreach(vocab, key, val) {
     if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-        json_integer_value(val) > INT32_MAX / 2)
-      return ae__error(AE_EFORMAT, "%s: model.vocab[\"%s\"] is not a valid id", path, key);
+        json_integer_value(val) > MAX_ID)
+      return ae__error(AE_EFORMAT, "%s: model.vocab[\"%s\"] is not a valid id (0..%d)", path,
+                       key, MAX_ID);
     int rc = ae__vocab_add(&t->vocab, key, strlen(key), (int32_t)json_integer_value(val));
     if (rc) return ae__error(rc, "%s: cannot add vocabulary entry \"%s\"", path, key);
   }
@@ -242,7 +247,7 @@ static int parse_added_tokens(ae_tokenizer *t, const char *path, json_t *arr) {
     json_t *id = json_object_get(a, "id");
     json_t *content = json_object_get(a, "content");
     if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-        json_integer_value(id) > INT32_MAX / 2 || !json_is_string(content))
+        json_integer_value(id) > MAX_ID || !json_is_string(content))
       return ae__error(AE_EFORMAT, "%s: added_tokens[%zu] needs an id and a content", path, i);
     int sw = 0, ls = 0, rs = 0, norm = 0, special = 0, rc;
     char where[48];
@@ -301,7 +306,7 @@ static int load_vocab_txt(ae_tokenizer *t, const char *path) {
     while (e < len && data[e] != '\n') e++;
     size_t k = e;
     while (k > i && data[k - 1] == '\r') k--;
-    if (line > INT32_MAX / 2) { rc = ae__error(AE_ERANGE, "%s: too many lines", path); break; }
+    if (line > MAX_ID) { rc = ae__error(AE_ERANGE, "%s: more than %d lines", path, MAX_ID); break; }
     rc = ae__vocab_add(&t->vocab, data + i, k - i, (int32_t)line);
     if (rc) { rc = ae__error(rc, "%s:%zu: cannot add token", path, line + 1); break; }
     line++;
@@ -362,7 +367,7 @@ static int fallback_added(ae_tokenizer *t, const char *cfg_path, json_t *cfg,
       char *end;
       long id = strtol(key, &end, 10);
       const char *content = json_string_value(json_object_get(a, "content"));
-      if (*end || id < 0 || id > INT32_MAX / 2 || !content)
+      if (*end || id < 0 || id > MAX_ID || !content)
         return ae__error(AE_EFORMAT, "%s: added_tokens_decoder[\"%s\"] is malformed", cfg_path,
                          key);
       int sw = 0, ls = 0, rs = 0, norm = 0, special = 0, rc;
@@ -482,6 +487,18 @@ static int normalize_added(ae_tokenizer *t) {
   return AE_OK;
 }
 
+/* The post-processor's ids are emitted as they are, so each must name a token. */
+static int check_special_ids(ae_tokenizer *t) {
+  size_t vocab = ae_tokenizer_vocab_size(t);
+  for (size_t k = 0; k < t->n_pre + t->n_post; k++) {
+    int32_t id = k < t->n_pre ? t->pre_ids[k] : t->post_ids[k - t->n_pre];
+    if (id < 0 || (size_t)id >= vocab)
+      return ae__error(AE_EFORMAT, "%s: post-processor id %d is not in the vocabulary (%zu ids)",
+                       t->source, id, vocab);
+  }
+  return AE_OK;
+}
+
 void ae_tokenizer_free(ae_tokenizer *t) {
   if (!t) return;
   ae__vocab_free(&t->vocab);
@@ -518,6 +535,7 @@ int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out) {
     rc = t->source ? load_fallback(t, model_dir) : ae__error(AE_ENOMEM, "%s: out of memory",
                                                              model_dir);
   }
+  if (!rc) rc = check_special_ids(t);
   if (!rc) {
     ae__tokenizer_build_tables(t);
     if (!(rc = read_model_max_length(t, model_dir))) rc = normalize_added(t);

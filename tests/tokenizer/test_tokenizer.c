@@ -267,6 +267,11 @@ static void test_malformed(void) {
   expect_load_error("bad-template", "{" WP_MODEL "," BERT_PIPE ",\"post_processor\":{\"type\":"
                     "\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"[X]\"}},"
                     "{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{}}}", AE_EFORMAT, "[X]");
+  expect_load_error("huge-id", "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0,"
+                    "\"a\":2000000000}}," BERT_PIPE "}", AE_EFORMAT, "\"a\"");
+  expect_load_error("post-id", "{" WP_MODEL "," BERT_PIPE ",\"post_processor\":{\"type\":"
+                    "\"BertProcessing\",\"cls\":[\"[CLS]\",7],\"sep\":[\"[SEP]\",1]}}",
+                    AE_EFORMAT, "post-processor id 7");
   expect_load_error("bad-added", "{" WP_MODEL "," BERT_PIPE ",\"added_tokens\":[{\"id\":1}]}",
                     AE_EFORMAT, "added_tokens[0]");
   /* a minimal valid one: no post-processor means no special tokens */
