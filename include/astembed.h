@@ -156,46 +156,99 @@ typedef struct ae_cache ae_cache;
 
 enum { AE_CACHE_LRU = 0, AE_CACHE_TINYLFU = 1 };
 
+/* Content-addressed embedding cache. A key (file path or node id) maps to the
+ * XXH3-128 hash of its content with the model fingerprint mixed in; the vector is
+ * stored once per hash however many keys share it (reference counted). A get hits
+ * only for the same content under the same model fingerprint and only unexpired.
+ * Limits (entries = keys, bytes = vectors + keys + bookkeeping) hold exactly at all
+ * times. Thread-safe: keys are spread over lock shards; each shard runs its own
+ * policy (true LRU, or W-TinyLFU) over max_entries / shards entries, so with
+ * shards = 1 the whole cache is one exact LRU / W-TinyLFU. */
 typedef struct {
   size_t max_entries;            /* maxEntries, default 1000 */
   size_t max_memory_mb;          /* maxMemoryMB, default 100 */
+  size_t max_bytes;              /* exact byte limit; 0 = max_memory_mb * 2^20 (default) */
   uint32_t ttl_seconds;          /* ttlSeconds, default 3600, 0 = no expiry */
-  int enable_content_validation; /* default 1 */
+  int enable_content_validation; /* default 1; 0 = a key hits whatever content it had */
   uint32_t maintenance_interval_ms; /* default 300000, 0 = no background thread */
   int policy;                    /* AE_CACHE_LRU (default) or AE_CACHE_TINYLFU */
-  const char *persist_path;      /* SQLite file of the persistent tier, NULL = none */
-  size_t persist_max_mb;         /* size cap of the persistent tier, 0 = unlimited */
+  unsigned shards;               /* lock shards (power of two, <= 64); 0 = auto:
+                                    1 below 2048 entries, then up to 16 */
+  /* Persistent tier (SQLite, WAL), keyed by (model fingerprint, content hash). */
+  const char *persist_path;      /* SQLite file, NULL = memory only */
+  size_t persist_max_mb;         /* size cap (vector bytes + row overhead), 0 = unlimited */
+  uint32_t persist_batch_count;  /* commit pending writes at this many, default 256 */
+  uint32_t persist_batch_ms;     /* ... or when the oldest is this old, default 1000 */
+  int persist_sync_full;         /* 1 = synchronous=FULL (a commit survives power loss);
+                                    default 0 = NORMAL (a commit survives a process
+                                    crash / SIGKILL, the last ones may be lost on power
+                                    loss) */
+  int persist_no_prefetch;       /* default 0: the first lookup that reaches the
+                                    database bulk-loads this model's stored vectors
+                                    (one sequential scan, at most max_bytes of them)
+                                    so a cold process serves them at memory speed;
+                                    1 = one query per lookup */
 } ae_cache_config;
 
 typedef struct {
   uint64_t requests, hits, misses;
   double hit_ratio, miss_ratio;
-  double average_access_time_ns;
-  uint64_t entries, bytes, evictions, expirations, invalidations;
-  double memory_efficiency;      /* vector bytes / total bytes */
-  double performance_score;      /* see src/cache for the formula */
-  uint64_t persist_hits, persist_writes, persist_errors, persist_rejected;
+  double average_access_time_ns; /* mean wall time of a get (1-in-16 sample) */
+  uint64_t entries, bytes, vectors, evictions, expirations, invalidations;
+  double memory_efficiency;      /* vector payload bytes / total bytes */
+  /* performance_score = 100 * (0.6 * hit_ratio + 0.2 * memory_efficiency
+   *                            + 0.2 * 1000 / (1000 + average_access_time_ns)):
+   * hits dominate; a get of 1 us costs half of the speed share. 0 before any get. */
+  double performance_score;
+  /* persistent tier */
+  int persist_enabled;           /* 1 while the SQLite tier is in use */
+  int persist_status;            /* AE_OK, or the status that disabled / last failed it */
+  char persist_error[256];       /* detail of persist_status, "" when none */
+  uint64_t persist_hits, persist_writes, persist_errors, persist_rejected,
+           persist_pending, persist_pruned;
 } ae_cache_metrics;
 
 void ae_cache_config_default(ae_cache_config *cfg);
+/* Creates the cache. When the persistent tier cannot be used (unwritable, locked or
+ * corrupt file) the cache is still created and works in memory: ae_cache_new returns
+ * AE_OK, ae_cache_persist_status() returns the failure and ae_last_error() /
+ * metrics.persist_error give the detail. */
 int ae_cache_new(const ae_cache_config *cfg, const uint8_t model_fingerprint[16],
                  ae_cache **out);
+/* Flushes pending persistent writes, stops and joins the maintenance thread. */
 void ae_cache_free(ae_cache *c);
-/* key: file path or node id; content: the text embedded. */
+/* key: file path or node id; content: the text embedded. Refuses dim 0 and
+ * non-finite values (AE_EINVAL); AE_ERANGE when one entry exceeds the byte limit;
+ * AE_ENOMEM leaves the cache as it was minus the key's previous entry. */
 int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t content_len,
                  const float *vec, size_t dim);
-/* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss. */
+/* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss,
+ * AE_EMISMATCH when the stored vector's dimension differs from dim. A memory miss
+ * reads through to the persistent tier and promotes what it finds. */
 int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
                  float *out, size_t dim);
+/* n gets at once; out is n * dim, status[i] gets AE_OK / AE_EMISS / ... per item.
+ * Memory misses are read from the persistent tier in one transaction (much faster
+ * than n single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
+int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
+                      const char *const *contents, const size_t *content_lens,
+                      float *out, size_t dim, int *status, size_t *hits);
+/* AE_OK, or AE_ENOTFOUND when the key is not cached. */
 int ae_cache_delete(ae_cache *c, const char *key);
-/* One bounded maintenance step by hand (expiry sweep, persistent flush/prune). */
+/* One bounded maintenance step (expiry sweep of at most a few hundred entries,
+ * persistent flush when due, prune past the size cap). The background thread runs
+ * the same step every maintenance_interval_ms. */
 int ae_cache_maintain(ae_cache *c);
-/* Shrinks the in-memory tier to at most fraction (0..1) of its byte limit. */
+/* Shrinks the in-memory tier to at most fraction (0..1) of its byte and entry limits
+ * (the memory processor's cleanup hook). */
 int ae_cache_shrink(ae_cache *c, double fraction);
-/* Flushes pending persistent writes. */
+/* Commits pending persistent writes and last-access updates. */
 int ae_cache_flush(ae_cache *c);
+/* AE_OK when the persistent tier works or is not configured; else its failure. */
+int ae_cache_persist_status(ae_cache *c);
 void ae_cache_metrics_get(ae_cache *c, ae_cache_metrics *m);
-/* JSON text of the metrics, allocated; free with ae_free. */
+/* JSON text of the metrics (camelCase names: hitRatio, performanceScore, ...),
+ * allocated; free with ae_free. NULL on allocation failure. */
 char *ae_cache_metrics_json(ae_cache *c);
 
 /* ======================================================================== */
