@@ -5,11 +5,15 @@
  * samples) gets a score in (0, 1], the weighted geometric mean of three factors:
  *
  *   score = P^0.6 · R^0.25 · S^0.15
- *   P  performance: mean items/s at that size / the best mean items/s of any size
+ *   P  performance: throughput at that size / the best throughput of any size, where
+ *                   throughput is Σ tokens / Σ time of its batches when samples carry
+ *                   token counts (items differ in length, so per-batch items/s mostly
+ *                   says which items a batch happened to get), else Σ items / Σ time
  *   R  resource:    1 - ½(cpu excess + memory excess), where an excess is how far the
  *                   mean usage at that size lies above its target, as a share of the
  *                   room between target and 100% (under target costs nothing)
- *   S  stability:   1 / (1 + coefficient of variation of items/s at that size)
+ *   S  stability:   1 / (1 + coefficient of variation of per-batch throughput at
+ *                   that size)
  *
  * A geometric mean means no factor can buy off a collapse of another (a fast size
  * that blows the memory target still scores low), and log(score) is a weighted sum,
@@ -23,7 +27,9 @@
  *      general), stopping early at max, at a learned ceiling, or once a size falls
  *      clearly (below 80%) under the best throughput seen: the peak is behind.
  *   2. Exploit: fit a weighted parabola to log(score) over the sizes within 1.6
- *      octaves of the best-scoring size (weights = samples per size, capped at 6) and
+ *      octaves of the best size (weights = samples per size, capped at 20; the best
+ *      size judged pessimistically, score × (1 - cv/√n), so a single lucky batch
+ *      does not become the centre) and
  *      take its vertex as the best estimate, within one octave of the best size seen
  *      (a trust region: the fit is not believed far from its data). With fewer than
  *      three sizes or a convex fit, the best-scoring size itself is the estimate.
@@ -45,7 +51,7 @@
  *
  * Token budget. Cost grows with tokens, not items, so batches are bounded by both
  * (the max-batch-tokens idea of text-embeddings-inference). The optimizer learns the
- * tokens per item (an EWMA) and gives budget = 1.25 × size × tokens per item: typical
+ * tokens per item (an EWMA) and gives budget = 2 × size × tokens per item: typical
  * batches are bounded by the item count, while a batch of unusually long items is
  * cut by tokens. The budget is further capped by the learned token ceiling and by
  * max_tokens.
@@ -66,19 +72,21 @@
 #define W_RES 0.25
 #define W_STAB 0.15
 #define FIT_WINDOW_OCT 1.6
-#define FIT_WEIGHT_CAP 6
+#define FIT_WEIGHT_CAP 20
 #define PEAK_PASSED 0.80
-#define TOKEN_HEADROOM 1.25
+#define TOKEN_HEADROOM 2.0
 #define TPI_ALPHA 0.1
 
 enum { PH_EXPLORE = 0, PH_EXPLOIT = 1 };
 
 typedef struct {
   int size, n;
-  double mean, m2;              /* items/s, Welford */
+  double items, tokens, seconds; /* sums: throughput = work / seconds */
+  int untokened;                /* samples without a token count */
+  double mean, m2;              /* per-batch items/s, Welford (for the variation) */
   double cpu_sum, mem_sum;
   int cpu_n, mem_n;
-  double score;
+  double thr, score;
 } bucket;
 
 struct ae_batchopt {
@@ -95,7 +103,8 @@ struct ae_batchopt {
   double confidence;
   char reason[256];
   bucket *b;                    /* scratch for bucket_stats */
-  int nb;
+  int nb, by_tokens;            /* throughput in tokens/s (1) or items/s (0) */
+  double pooled_cv;             /* mean within-size variation of throughput */
 };
 
 /* ---- configuration ----------------------------------------------------------- */
@@ -181,8 +190,12 @@ static const ae_batch_sample *hist_at(const ae_batchopt *o, int i) {
   return &o->hist[(start + i) % cap];
 }
 
-static double items_per_s(const ae_batch_sample *s) {
-  return (double)s->items_processed / (s->processing_time_ms / 1000.0);
+/* Work per second of one sample: tokens of the items that succeeded when the sample
+ * has a token count, else items. */
+static double sample_rate(const ae_batch_sample *s) {
+  double work = s->tokens > 0 ? s->tokens * (double)s->items_processed / s->batch_size
+                              : (double)s->items_processed;
+  return work / (s->processing_time_ms / 1000.0);
 }
 
 static double excess(double usage, double target) {
@@ -206,7 +219,11 @@ static void bucket_stats(ae_batchopt *o) {
       o->nb++;
     }
     bucket *b = &o->b[k];
-    double x = items_per_s(s);
+    double x = sample_rate(s);
+    b->items += s->items_processed;
+    b->tokens += s->items_processed > 0 ? s->tokens * (double)s->items_processed / s->batch_size : 0;
+    if (s->tokens <= 0) b->untokened++;
+    b->seconds += s->processing_time_ms / 1000.0;
     b->n++;
     double d = x - b->mean;
     b->mean += d / b->n;
@@ -216,17 +233,22 @@ static void bucket_stats(ae_batchopt *o) {
   }
   double best = 0, cv_sum = 0;
   int cv_n = 0;
+  o->by_tokens = o->nb > 0;
+  for (int k = 0; k < o->nb; k++)
+    if (o->b[k].untokened) o->by_tokens = 0;
   for (int k = 0; k < o->nb; k++) {
-    if (o->b[k].mean > best) best = o->b[k].mean;
+    o->b[k].thr = (o->by_tokens ? o->b[k].tokens : o->b[k].items) / o->b[k].seconds;
+    if (o->b[k].thr > best) best = o->b[k].thr;
     if (o->b[k].n >= 2 && o->b[k].mean > 0) {
       cv_sum += sqrt(o->b[k].m2 / (o->b[k].n - 1)) / o->b[k].mean;
       cv_n++;
     }
   }
   double pooled_cv = cv_n ? cv_sum / cv_n : 0;
+  o->pooled_cv = pooled_cv > 0.9 ? 0.9 : pooled_cv;
   for (int k = 0; k < o->nb; k++) {
     bucket *b = &o->b[k];
-    double p = best > 0 ? b->mean / best : 0;
+    double p = best > 0 ? b->thr / best : 0;
     double cpu = b->cpu_n ? b->cpu_sum / b->cpu_n : -1;
     double mem = b->mem_n ? b->mem_sum / b->mem_n : -1;
     double r = 1 - 0.5 * (excess(cpu, o->c.target_cpu_usage) + excess(mem, o->c.target_memory_usage));
@@ -238,10 +260,17 @@ static void bucket_stats(ae_batchopt *o) {
   }
 }
 
+/* The best size measured, judged pessimistically: score × (1 - cv/√n) with the pooled
+ * variation, so that one lucky batch at a rarely tried size does not become the
+ * centre of the search. */
 static const bucket *best_bucket(const ae_batchopt *o) {
   const bucket *bb = NULL;
-  for (int k = 0; k < o->nb; k++)
-    if (o->b[k].size <= upper(o) && (!bb || o->b[k].score > bb->score)) bb = &o->b[k];
+  double bv = 0;
+  for (int k = 0; k < o->nb; k++) {
+    if (o->b[k].size > upper(o)) continue;
+    double v = o->b[k].score * (1 - o->pooled_cv / sqrt((double)o->b[k].n));
+    if (!bb || v > bv) { bb = &o->b[k]; bv = v; }
+  }
   return bb;
 }
 
@@ -404,8 +433,9 @@ static int smaller_size_within_cpu(const ae_batchopt *o, int size) {
 
 static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
   const bucket *bb = best_bucket(o);
-  double thr = items_per_s(s);
-  int passed = bb && s->batch_size > bb->size && thr < PEAK_PASSED * bb->mean;
+  double thr = o->by_tokens || s->tokens <= 0 ? sample_rate(s)
+                                               : (double)s->items_processed / (s->processing_time_ms / 1000.0);
+  int passed = bb && s->batch_size > bb->size && thr < PEAK_PASSED * bb->thr;
   if (o->healthy_total >= o->c.min_samples || passed || o->cur >= upper(o)) {
     o->phase = PH_EXPLOIT;
     return;
@@ -417,8 +447,9 @@ static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
   }
   o->best = bb ? bb->size : o->cur;
   snprintf(o->reason, sizeof o->reason,
-           "exploring: growing %d -> %d (healthy sample %d of %d, best so far %d at %.1f items/s)",
-           from, o->cur, o->healthy_total, o->c.min_samples, o->best, bb ? bb->mean : thr);
+           "exploring: growing %d -> %d (healthy sample %d of %d, best so far %d at %.1f %s/s)",
+           from, o->cur, o->healthy_total, o->c.min_samples, o->best, bb ? bb->thr : thr,
+           o->by_tokens ? "tokens" : "items");
 }
 
 static void exploit_step(ae_batchopt *o) {
@@ -439,8 +470,9 @@ static void exploit_step(ae_batchopt *o) {
   o->cur = next;
   const bucket *bb = best_bucket(o);
   snprintf(o->reason, sizeof o->reason,
-           "%s %d: best estimate %d (%s; best measured %d, %.1f items/s, score %.3f%s)",
-           what, next, o->best, how, bb ? bb->size : 0, bb ? bb->mean : 0.0,
+           "%s %d: best estimate %d (%s; best measured %d, %.1f %s/s, score %.3f%s)",
+           what, next, o->best, how, bb ? bb->size : 0, bb ? bb->thr : 0.0,
+           o->by_tokens ? "tokens" : "items",
            bb ? bb->score : 0.0, o->ceiling ? ", under a back-off ceiling" : "");
 }
 

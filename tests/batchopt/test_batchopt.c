@@ -288,7 +288,7 @@ static void test_tokens(void) {
     ae_batchopt_record(o, &s);
   }
   ae_batchopt_recommend(o, &r);
-  CHECKF(abs(r.token_budget - (int)ceil(1.25 * 20 * r.batch_size)) <= 1, "budget %d for %d",
+  CHECKF(abs(r.token_budget - (int)ceil(2.0 * 20 * r.batch_size)) <= 1, "budget %d for %d",
          r.token_budget, r.batch_size);
   /* a batch of long items fails: the budget drops below its tokens */
   ae_batch_sample f = {r.batch_size, 4000, 50.0, 50, 40, 0, 0};
