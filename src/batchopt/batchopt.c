@@ -130,9 +130,11 @@ static int check_config(const ae_batchopt_config *c) {
       !(c->target_memory_usage > 0 && c->target_memory_usage <= 100))
     return ae__error(AE_EINVAL, "batchopt config: targets cpu %g / memory %g must be in (0, 100]",
                      c->target_cpu_usage, c->target_memory_usage);
-  if (c->min_samples < 1 || c->history_retention < c->min_samples)
+  if (c->min_samples < 1 || c->history_retention < c->min_samples ||
+      c->history_retention > 4096)
     return ae__error(AE_EINVAL, "batchopt config: min_samples %d must be >= 1 and <= "
-                     "history_retention %d", c->min_samples, c->history_retention);
+                     "history_retention %d, which must be <= 4096", c->min_samples,
+                     c->history_retention);
   if (!(c->aggressiveness > 0 && c->aggressiveness <= 1))
     return ae__error(AE_EINVAL, "batchopt config: aggressiveness %g must be in (0, 1]",
                      c->aggressiveness);

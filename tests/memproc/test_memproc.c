@@ -216,6 +216,41 @@ static void test_cleanup_frequency(void) {
   ae_probe_free(c.probe);
 }
 
+/* Threshold-based cleanup: no count-based cleanups, memory steady at 81% (above the
+ * 80% cleanup threshold): every pressure read (one per batch, plus the first) cleans. */
+static void test_cleanup_threshold(void) {
+  double seq[1] = {81};
+  script s = {seq, 1, 0, 0};
+  ae_memproc_config c;
+  ae_memproc_config_default(&c);
+  c.monitoring_interval_ms = 0;
+  for (int i = 0; i < AE_STRAT_COUNT; i++) c.strategies[i].cleanup_frequency = 0;
+  c.probe = script_probe(&s);
+  ae_memproc *m;
+  CHECK_OK(ae_memproc_new(&c, &m));
+  rec r = {0};
+  ae_memproc_callbacks cb = {0};
+  cb.cleanup = on_cleanup;
+  cb.memory_warning = on_warn;
+  cb.ud = &r;
+  ae_memproc_result res;
+  CHECK_OK(ae_memproc_process(m, 160, ok_fn, NULL, &cb, &res));
+  CHECK(res.final_strategy == AE_STRAT_CONSERVATIVE && res.batches == 10);
+  CHECKF(res.cleanups == 11 && r.cleanups == 11 && s.reads == 11, "%d cleanups, %d reads",
+         res.cleanups, s.reads);
+  CHECK(r.warnings == 1); /* rose above high once, stayed there */
+  ae_memproc_result_free(&res);
+  /* below the threshold: no cleanup at all */
+  seq[0] = 79;
+  s.pos = 0;
+  r.cleanups = 0;
+  CHECK_OK(ae_memproc_process(m, 160, ok_fn, NULL, &cb, &res));
+  CHECK(res.cleanups == 0 && r.cleanups == 0);
+  ae_memproc_result_free(&res);
+  ae_memproc_free(m);
+  ae_probe_free(c.probe);
+}
+
 /* The parallel approach really runs batches concurrently: each batch waits (bounded)
  * until another batch is inside fn at the same time. */
 typedef struct {
@@ -444,6 +479,7 @@ int main(void) {
   test_config_and_rule();
   test_scripted_run();
   test_cleanup_frequency();
+  test_cleanup_threshold();
   test_parallel_concurrency();
   test_batch_limit();
   test_reentry_and_alloc();
