@@ -255,60 +255,88 @@ char *ae_cache_metrics_json(ae_cache *c);
 /* Resource probes (src/probe)                                               */
 /* ======================================================================== */
 
+/* One reading of the process and its memory budget. Values a machine cannot provide
+ * (no /proc/pressure, no cgroup, ...) are -1 (percentages) or 0 (bytes), and the
+ * probe says once, through its log hook, which source is missing. */
 typedef struct {
-  double process_cpu_pct;     /* Δ(utime+stime) / (Δwall × cores) × 100 */
-  double system_cpu_pct;      /* from /proc/stat */
-  double load1, load5, load15;
-  uint64_t rss_bytes;
-  uint64_t available_bytes;   /* min(MemAvailable, cgroup memory.max - memory.current) */
-  uint64_t limit_bytes;       /* cgroup memory.max, or MemTotal when unlimited */
-  double memory_pct;          /* used relative to limit_bytes × 100 */
-  double psi_some_avg10, psi_full_avg10; /* -1 when unavailable */
-  int have_cgroup, have_psi;
+  double process_cpu_pct;     /* Δ(utime+stime) / (Δwall × cores) × 100; the first
+                                 reading averages over the process lifetime; -1 n/a */
+  double system_cpu_pct;      /* busy share of all CPUs from /proc/stat deltas; -1 n/a */
+  double load1, load5, load15;/* /proc/loadavg; -1 n/a */
+  uint64_t rss_bytes;         /* /proc/self/statm resident pages × page size */
+  uint64_t available_bytes;   /* min(MemAvailable, cgroup limit - working set) */
+  uint64_t limit_bytes;       /* the tightest cgroup memory limit, or MemTotal */
+  double memory_pct;          /* (limit - available) / limit × 100; -1 n/a */
+  double psi_some_avg10, psi_full_avg10; /* memory PSI; -1 when unavailable */
+  int have_cgroup;            /* 1 when a cgroup memory limit bounds the reading */
+  int cgroup_version;         /* 2, 1 (v1 memory controller) or 0 (none found) */
+  int have_psi;
 } ae_probe_reading;
 
 typedef struct ae_probe ae_probe;
 /* Reads files through read_file when set (tests script readings); NULL = the real
- * /proc and /sys/fs/cgroup. read_file returns a malloc'd NUL-terminated string or NULL. */
+ * /proc and /sys/fs/cgroup. read_file returns a NUL-terminated string allocated with
+ * libc malloc (the probe frees it with free) or NULL when the file does not exist. */
 typedef char *(*ae_probe_read_fn)(const char *path, void *ud);
+
+typedef struct {
+  ae_probe_read_fn read_file; void *read_ud;     /* NULL = real files */
+  uint64_t (*now_ns)(void *ud); void *now_ud;    /* NULL = CLOCK_MONOTONIC */
+  int cores;                  /* 0 = CPUs in this process's affinity mask */
+  long clk_tck;               /* 0 = sysconf(_SC_CLK_TCK) */
+  void (*log)(void *ud, const char *msg); void *log_ud; /* NULL = one stderr line */
+} ae_probe_options;
+
 int ae_probe_new(ae_probe_read_fn read_file, void *ud, ae_probe **out);
+int ae_probe_new_ex(const ae_probe_options *opts, ae_probe **out);
 void ae_probe_free(ae_probe *p);
+/* Thread-safe. Fails only on bad arguments; missing sources degrade (see above). */
 int ae_probe_read(ae_probe *p, ae_probe_reading *r);
 
 /* ======================================================================== */
 /* DynamicBatchOptimizer (src/batchopt)                                      */
 /* ======================================================================== */
 
+/* Learns the batch size (and the token budget per batch) that maximises a score of
+ * throughput, resource use and stability; see src/batchopt/batchopt.c for the search.
+ * Usage: loop { recommend(); run a batch of at most batch_size items and at most
+ * token_budget tokens; record(the batch as run) }. Not thread-safe. */
 typedef struct ae_batchopt ae_batchopt;
 
 typedef struct {
   int min_batch_size;        /* 1 */
   int max_batch_size;        /* 128 */
-  double target_cpu_usage;   /* 70 */
-  double target_memory_usage;/* 75 */
-  int min_samples;           /* 10 */
-  int history_retention;     /* 100 */
-  double aggressiveness;     /* 0.3 */
-  int max_tokens;            /* token budget ceiling per batch, 0 = derived */
+  double target_cpu_usage;   /* 70 (%) */
+  double target_memory_usage;/* 75 (%) */
+  int min_samples;           /* 10: batches of exploration before exploiting */
+  int history_retention;     /* 100 samples kept */
+  double aggressiveness;     /* 0.3, in (0, 1]: step sizes, growth and back-off */
+  int max_tokens;            /* token budget ceiling per batch, 0 = no ceiling */
 } ae_batchopt_config;
 
 typedef struct {
-  int batch_size, tokens;
-  double processing_time_ms, cpu_usage, memory_usage;
-  int success, items_processed;
+  int batch_size, tokens;    /* items and tokens in the batch as run */
+  double processing_time_ms; /* > 0 */
+  double cpu_usage, memory_usage; /* %, -1 = unknown */
+  int success;               /* 0 = the whole batch failed (e.g. out of memory) */
+  int items_processed;       /* items that succeeded */
 } ae_batch_sample;
 
 typedef struct {
-  int batch_size;
-  int token_budget;
+  int batch_size;            /* size of the next batch, in [min, max] */
+  int token_budget;          /* most tokens for the next batch, >= 1 */
+  int best_batch_size;       /* current estimate of the best size (batch_size may be
+                                a probe around it) */
   double confidence;         /* 0..1 */
   char reason[256];
 } ae_batch_recommendation;
 
 typedef struct {
-  double average_throughput_items, average_throughput_tokens;
-  double average_batch_size, optimization_score, resource_utilization;
+  double average_throughput_items, average_throughput_tokens; /* per second */
+  double average_batch_size, optimization_score; /* score 0..1 */
+  double resource_utilization; /* mean of cpu/target and memory/target; 1 = on target */
   char trend[16];            /* "improving", "stable", "degrading" */
+  int samples;               /* retained samples */
 } ae_batch_analytics;
 
 void ae_batchopt_config_default(ae_batchopt_config *cfg);
@@ -331,49 +359,72 @@ enum { AE_APPROACH_SEQUENTIAL = 0, AE_APPROACH_PARALLEL = 1 };
 typedef struct {
   const char *name;
   int max_batch_size;
-  int approach;
-  double memory_overhead, cpu_overhead;
-  int cleanup_frequency;
+  int approach;               /* AE_APPROACH_* */
+  double memory_overhead, cpu_overhead; /* advisory cost factors (reported) */
+  int cleanup_frequency;      /* cleanup after this many items, 0 = never by count */
 } ae_strategy;
 
 typedef struct {
   ae_strategy strategies[AE_STRAT_COUNT];
-  double critical, high, normal, low;   /* memory % thresholds: 85, 70, 55, 35 */
-  uint32_t monitoring_interval_ms;
-  double cleanup_threshold, gc_threshold;
+  /* memory % thresholds, with hysteresis: a strategy is tightened as soon as memory
+   * reaches critical (streaming), high (conservative) or normal (balanced); it is
+   * relaxed one level only once memory falls below the next threshold down
+   * (streaming below high, conservative below normal, balanced below low). */
+  double critical, high, normal, low;   /* 85, 70, 55, 35 */
+  uint32_t monitoring_interval_ms;      /* least time between pressure reads; 0 = before
+                                           every batch (default 100) */
+  double cleanup_threshold;             /* memory % at or above which each read is
+                                           followed by a cleanup (80) */
+  double gc_threshold;                  /* memory % at or above which malloc_trim(0)
+                                           runs after each batch (75) */
   int threads;                          /* parallel approach pool size, 0 = CPUs */
   ae_probe *probe;                      /* NULL = a real probe owned by the processor */
 } ae_memproc_config;
 
-/* fn processes items[first .. first+count) and writes each item's status into
- * status[0..count). Returns AE_OK unless the whole batch failed. */
+/* fn processes items [first, first+count) and writes each item's status into
+ * status[0..count) (pre-set to AE_OK). Returns AE_OK unless the whole batch failed,
+ * in which case every item of the batch is failed with the returned status. Under the
+ * parallel approach fn runs concurrently on pool threads. Each item is passed to fn
+ * exactly once. */
 typedef int (*ae_batch_fn)(void *ctx, size_t first, size_t count, int *status);
 
+/* All callbacks run on the thread that called ae_memproc_process, never concurrently. */
 typedef struct {
   void (*progress)(void *ud, size_t done, size_t total);
   void (*strategy_change)(void *ud, int from, int to, double memory_pct);
-  void (*memory_warning)(void *ud, double memory_pct);
+  void (*memory_warning)(void *ud, double memory_pct); /* on rising to high/critical */
   void (*cleanup)(void *ud);            /* e.g. shrink the cache */
+  /* Each finished batch, in submission (ascending item) order. */
+  void (*batch_done)(void *ud, size_t first, size_t count, const int *status,
+                     double elapsed_ms);
+  /* How many items starting at first form the next batch, given the strategy's
+   * max_count (result clamped to [1, max_count]): lets the caller apply the batch
+   * optimizer's size and token budget. NULL = max_count. */
+  size_t (*batch_limit)(void *ud, size_t first, size_t max_count);
   void *ud;
 } ae_memproc_callbacks;
 
 typedef struct {
   size_t processed, succeeded, failed;
-  size_t *failed_index;                 /* failed items, ascending; free with ae_free */
-  int *failed_status;
+  size_t *failed_index;                 /* failed items, ascending; free with */
+  int *failed_status;                   /* ae_memproc_result_free */
   int strategy_changes, cleanups;
-  double peak_memory_pct, average_memory_pct;
+  double peak_memory_pct, average_memory_pct; /* over the pressure reads; -1 n/a */
   double elapsed_ms;
   int final_strategy;
+  size_t batches;
 } ae_memproc_result;
 
 void ae_memproc_config_default(ae_memproc_config *cfg);
 int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
 void ae_memproc_free(ae_memproc *m);
+/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). */
 int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
                        const ae_memproc_callbacks *cb, ae_memproc_result *res);
 void ae_memproc_result_free(ae_memproc_result *res);
 int ae_memproc_current_strategy(const ae_memproc *m);
+/* Strategy for a memory % given the current one (the hysteresis rule above). */
+int ae_memproc_strategy_for(const ae_memproc_config *cfg, int current, double memory_pct);
 
 /* ======================================================================== */
 /* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
