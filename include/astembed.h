@@ -312,7 +312,74 @@ int ae_memproc_current_strategy(const ae_memproc *m);
 /* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
 /* ======================================================================== */
 
-/* (defined by the generator module) */
+/* ---- Annotations and the text that gets embedded (src/text) ---- */
+
+/* One code annotation, as the original's JSONL (nodeId, signature, summary,
+ * sourceSnippet, metadata{file_path,start_line,end_line,node_type,language}) or its
+ * SQLite `annotations` table. Strings are UTF-8, never NULL once loaded ("" when
+ * absent); lines are 0 when unknown. */
+typedef struct {
+  const char *node_id;
+  const char *file_path;
+  int start_line, end_line;
+  const char *node_type;
+  const char *language;     /* from metadata, else guessed from the file extension */
+  const char *signature;
+  const char *summary;
+  const char *snippet;
+} ae_annotation;
+
+/* A loaded list of annotations that owns its strings. */
+typedef struct ae_annotation_set ae_annotation_set;
+/* Called for each input record that cannot be used (bad JSON, missing nodeId, wrong
+ * field type, ...): where = "FILE:LINE" or "FILE:node_id", message names the problem.
+ * Loading goes on with the next record. */
+typedef void (*ae_input_error_fn)(void *ud, const char *where, const char *message);
+
+/* Reads JSONL annotations ("-" = stdin). Fails only when the file cannot be read. */
+int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void *ud,
+                              ae_annotation_set **out);
+/* Reads the original's SQLite `annotations` table (node_id, file_path, start_line,
+ * end_line, node_type, signature, metadata JSON with summary [, sourceSnippet,
+ * language]). */
+int ae_annotations_load_db(const char *path, ae_input_error_fn on_error, void *ud,
+                           ae_annotation_set **out);
+size_t ae_annotation_set_count(const ae_annotation_set *s);
+const ae_annotation *ae_annotation_set_items(const ae_annotation_set *s);
+/* Number of records rejected while loading. */
+size_t ae_annotation_set_rejected(const ae_annotation_set *s);
+void ae_annotation_set_free(ae_annotation_set *s);
+
+/* How an annotation becomes the text that is embedded:
+ * "Signature: <sig> | Summary: <summary> | Code: <code>" (empty parts left out).
+ * signature: whitespace collapsed, one leading modifier (export, public, private,
+ *   protected, static, async, pub, ...) and the word `function ` removed, `=>` spaced,
+ *   parameter type annotations removed (defaults kept);
+ * summary: markdown emphasis (*x*, **x**, `x`) and a leading "This function/method/
+ *   class" removed, whitespace collapsed;
+ * code: comments removed according to the language (Python and shell: #, strings
+ *   respected; C-like: // and slash-star; unknown: all three), `#include`/`#[...]`/
+ *   `#!` lines always kept, whitespace collapsed. `_` is never touched.
+ * The text is then truncated on tokens at the model's max length by the tokenizer;
+ * max_code_chars only bounds the work spent on huge snippets. */
+typedef struct {
+  int include_signature;    /* default 1 */
+  int include_summary;      /* default 1 */
+  int include_code;         /* default 1 */
+  int strip_comments;       /* default 1 */
+  size_t max_code_chars;    /* default 65536, 0 = unlimited */
+} ae_text_options;
+
+void ae_text_options_default(ae_text_options *o);
+/* Builds the text of one annotation into *text (allocated; free with ae_free).
+ * *code_capped (may be NULL) is set when max_code_chars cut the code.
+ * AE_EINVAL (with detail naming the node) when nothing is left to embed. */
+int ae_annotation_text(const ae_annotation *a, const ae_text_options *o, char **text,
+                       size_t *len, int *code_capped);
+/* The cleaning steps on their own (allocated; free with ae_free). */
+char *ae_clean_signature(const char *sig);
+char *ae_clean_summary(const char *summary);
+char *ae_clean_code(const char *code, const char *language);
 
 #ifdef __cplusplus
 }
