@@ -381,6 +381,76 @@ char *ae_clean_signature(const char *sig);
 char *ae_clean_summary(const char *summary);
 char *ae_clean_code(const char *code, const char *language);
 
+/* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
+
+/* Schema (PRAGMA user_version 1, WAL):
+ *   annotations(node_id PK, file_path, start_line, end_line, node_type, language,
+ *               signature, summary, snippet, text_hash, updated_at)
+ *   vectors(id, node_id, fingerprint, text_hash, dim, vec float32 blob,
+ *           UNIQUE(node_id, fingerprint))  -- current iff text_hash = the annotation's
+ *   models(fingerprint PK, name, dir, dim, created_at, last_used_at)
+ *   meta(key PK, value)                    -- 'generation' bumps on every change
+ * Every batch is written in one transaction, so a SIGKILL at any moment leaves the
+ * database consistent and a rerun recomputes only what is missing. */
+typedef struct ae_store ae_store;
+
+#define AE_STORE_DEFAULT_PATH ".astembed/index.db"
+
+/* Opens (creating it and its folder when needed) or fails with a message naming the
+ * file: unreadable, not a database, newer schema. read_only: never creates. */
+int ae_store_open(const char *path, int read_only, ae_store **out);
+void ae_store_close(ae_store *s);
+
+/* XXH3-128 of the embedded text: what decides whether a node must be re-embedded. */
+void ae_text_hash(const char *text, size_t len, uint8_t out[16]);
+
+/* Records the model (its folder, made absolute, so `query` finds it). */
+int ae_store_register_model(ae_store *s, const uint8_t fp[16], const char *name,
+                            const char *dir, int dim);
+/* The most recently used model (or fp's when fp_in is non-NULL): folder (allocated,
+ * ae_free), fingerprint, dim. AE_ENOTFOUND when none. */
+int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16], int *dim);
+
+/* Vector of node_id for model fp when its stored text hash is h: AE_OK (and
+ * *same_node = 1); else the vector of any node with the same text under fp
+ * (*same_node = 0); else AE_EMISS. out has room for dim floats. */
+int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
+                    const uint8_t h[16], float *out, int dim, int *same_node);
+
+/* Batch writes: begin, put (annotation row upserted, written only when it changed;
+ * vector upserted when vec is non-NULL), commit. rollback discards the batch. */
+int ae_store_begin(ae_store *s);
+int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
+                 const uint8_t fp[16], const float *vec, int dim);
+int ae_store_commit(ae_store *s);
+void ae_store_rollback(ae_store *s);
+
+/* --prune: for every file that occurs in items, deletes the stored nodes of that file
+ * that are not among items (and vectors left without an annotation). */
+int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *deleted);
+
+typedef struct {
+  uint64_t annotations, vectors, current_vectors, models, files;
+  uint64_t db_bytes, generation;
+} ae_store_stats;
+int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
+
+/* Exact cosine search over every current vector of model fp. The vectors are held
+ * as one contiguous row-normalised matrix (cached per store handle and in a snapshot
+ * file beside the database, rebuilt when the generation changes), scored with one
+ * GEMV (oneDNN sgemm) and the top k picked with a min-heap. */
+typedef struct {
+  char *node_id, *file_path, *node_type, *signature, *summary, *snippet;
+  int start_line, end_line;
+  float score;
+} ae_search_hit;
+
+int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
+                    size_t k, float min_score, ae_search_hit **hits, size_t *n_hits);
+void ae_search_hits_free(ae_search_hit *hits, size_t n);
+/* Rows in the model's matrix (loads it). */
+int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
+
 #ifdef __cplusplus
 }
 #endif
