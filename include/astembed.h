@@ -451,6 +451,63 @@ void ae_search_hits_free(ae_search_hit *hits, size_t n);
 /* Rows in the model's matrix (loads it). */
 int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
 
+/* ---- OptimizedEmbeddingGenerator (src/generator) ---- */
+
+/* One configuration, four sections, each of which can be disabled. As JSON (keys as
+ * in the seed; see config/production.json and config/development.json):
+ *   {"preset": "production",           (optional: start from a preset)
+ *    "model": {"enabled", "path", "threads", "maxLength",
+ *              "text": {"includeSignature", "includeSummary", "includeCode",
+ *                       "stripComments", "maxCodeChars"}},
+ *    "cache": {"enabled", "maxEntries", "maxMemoryMB", "ttlSeconds",
+ *              "enableContentValidation", "maintenanceInterval", "policy",
+ *              "persistPath", "persistMaxMB"},
+ *    "batchOptimizer": {"enabled", "minBatchSize", "maxBatchSize", "targetCpuUsage",
+ *              "targetMemoryUsage", "minSamples", "historyRetention",
+ *              "aggressiveness", "maxTokens"},
+ *    "memoryProcessor": {"enabled", "memoryLimitMB", "monitoringInterval",
+ *              "cleanupThreshold", "gcThreshold", "threads",
+ *              "thresholds": {"critical", "high", "normal", "low"},
+ *              "strategies": {"streaming"|"conservative"|"balanced"|"aggressive":
+ *                 {"maxBatchSize", "approach", "memoryOverhead", "cpuOverhead",
+ *                  "cleanupFrequency"}}}}
+ * Unknown keys, wrong types and out-of-range values are errors naming the key
+ * ("cache.maxEntries: must be in [1, 100000000]"). */
+typedef struct {
+  struct {
+    int enabled;
+    char path[4096];           /* model folder ("" = $ASTEMBED_MODEL / given later) */
+    int threads;               /* 0 = all online CPUs */
+    int max_length;            /* 0 = the model's */
+    ae_text_options text;
+  } model;
+  struct {
+    int enabled;
+    ae_cache_config config;    /* config.persist_path points into persist_path */
+    char persist_path[4096];
+  } cache;
+  struct {
+    int enabled;
+    ae_batchopt_config config;
+  } batch_optimizer;
+  struct {
+    int enabled;
+    ae_memproc_config config;
+    size_t memory_limit_mb;    /* 0 = the machine's (cgroup or RAM) limit */
+  } memory_processor;
+  char preset[32];             /* "" when none */
+} ae_generator_config;
+
+/* The seed's component defaults. */
+void ae_generator_config_default(ae_generator_config *c);
+/* "production" or "development" (AE_EINVAL naming the preset otherwise). */
+int ae_generator_config_preset(ae_generator_config *c, const char *name);
+/* Applies a JSON document on top of c (name: used in errors, e.g. the file path). */
+int ae_generator_config_apply_json(ae_generator_config *c, const char *json, const char *name);
+int ae_generator_config_load_file(ae_generator_config *c, const char *path);
+/* The configuration as JSON (allocated; ae_free). */
+char *ae_generator_config_json(const ae_generator_config *c);
+
 #ifdef __cplusplus
 }
 #endif
