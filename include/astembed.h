@@ -508,6 +508,88 @@ int ae_generator_config_load_file(ae_generator_config *c, const char *path);
 /* The configuration as JSON (allocated; ae_free). */
 char *ae_generator_config_json(const ae_generator_config *c);
 
+typedef struct ae_generator ae_generator;
+
+/* One result per input annotation, in input order. */
+typedef struct {
+  const char *node_id;   /* the annotation's */
+  float *vector;         /* dim floats, NULL on error; freed by ae_embed_results_free */
+  int from_cache;        /* 0 = embedded now, 1 = memory cache, 2 = the store */
+  int truncated;         /* 1 when the text was cut at the model's max length
+                            (known for items embedded now; 0 for cache hits) */
+  int tokens;            /* tokens embedded (0 for hits) */
+  int status;            /* AE_OK or this item's error */
+  char error[192];       /* the error's detail ("" when ok) */
+} ae_embed_result;
+
+enum { AE_LOG_ERROR = 0, AE_LOG_WARN = 1, AE_LOG_INFO = 2, AE_LOG_DEBUG = 3 };
+/* Log lines: cache evictions, memory strategy changes, optimizer adjustments, ... */
+typedef void (*ae_log_fn)(void *ud, int level, const char *msg);
+/* Progress: done of total items, of which hits came from a cache tier. */
+typedef void (*ae_progress_fn)(void *ud, size_t done, size_t total, size_t hits);
+
+/* The seed's PerformanceMetrics. */
+typedef struct {
+  struct {
+    double hit_ratio, miss_ratio;      /* over lookups: memory cache + store tier */
+    double average_access_time_ns;     /* memory tier (ae_cache) */
+    double memory_efficiency, performance_score; /* memory tier, see src/cache */
+    uint64_t lookups, hits, memory_hits, store_hits, misses;
+    uint64_t entries, bytes, evictions;
+  } cache;
+  struct {
+    double average_batch_size, average_throughput, average_throughput_tokens;
+    double optimization_score, resource_utilization;
+    int recommended_batch_size, token_budget;
+    char trend[16];
+  } batch_optimizer;
+  struct {
+    char current_strategy[16];
+    double memory_usage;               /* last memory % read */
+    double efficiency;                 /* succeeded / processed items */
+    int strategy_changes, cleanups;
+    double peak_memory_pct;
+  } memory_processor;
+  struct {
+    double total_processing_time_ms, average_item_time_ms, error_rate, items_per_second;
+    uint64_t items_processed, embedded, failed, truncated, tokens, batches;
+    double tokenize_ms, encode_ms, store_ms;
+    uint64_t peak_rss_bytes;
+  } overall;
+} ae_performance_metrics;
+
+/* Checks and copies the configuration; nothing is loaded yet. */
+int ae_generator_new(const ae_generator_config *cfg, ae_generator **out);
+/* Optional, before or after init: the store used as the persistent tier and written
+ * to (annotations + vectors, one transaction per batch). Borrowed, not freed. */
+int ae_generator_set_store(ae_generator *g, ae_store *s);
+/* force: ignore the cache tiers and re-embed everything. */
+void ae_generator_set_force(ae_generator *g, int force);
+void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level);
+void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud);
+/* Loads the model and creates the cache, optimizer and memory processor. */
+int ae_generator_init(ae_generator *g);
+int ae_generator_dim(const ae_generator *g);
+void ae_generator_fingerprint(const ae_generator *g, uint8_t fp[16]);
+ae_encoder *ae_generator_encoder(ae_generator *g);
+/* Embeds n annotations into results[n] (see ae_embed_result). Path: store / cache
+ * lookup, misses tokenized and ordered by token length, batches sized by the
+ * optimizer's token budget within the memory processor's strategy, encoder, then
+ * cache and store. One bad annotation never fails the others. Returns AE_OK, or
+ * AE_EINTR after ae_generator_cancel (the batch in flight is committed; the items
+ * not reached get AE_EINTR), or an error when nothing could run. */
+int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
+                       ae_embed_result *results);
+void ae_embed_results_free(ae_embed_result *results, size_t n);
+/* Async-signal-safe: stop after the batch in flight. */
+void ae_generator_cancel(ae_generator *g);
+int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m);
+char *ae_generator_metrics_json(ae_generator *g);        /* ae_free */
+char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
+/* Maintenance: cache expiry sweep and flush, optimizer recommendation, malloc_trim. */
+int ae_generator_optimize(ae_generator *g);
+void ae_generator_free(ae_generator *g);
+
 #ifdef __cplusplus
 }
 #endif
