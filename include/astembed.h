@@ -429,6 +429,11 @@ void ae_store_rollback(ae_store *s);
  * that are not among items (and vectors left without an annotation). */
 int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *deleted);
 
+/* Calls fn for every recorded model, most recently used first. */
+typedef void (*ae_model_row_fn)(void *ud, const uint8_t fp[16], const char *name,
+                                const char *dir, int dim, int64_t last_used_at);
+int ae_store_list_models(ae_store *s, ae_model_row_fn fn, void *ud);
+
 typedef struct {
   uint64_t annotations, vectors, current_vectors, models, files;
   uint64_t db_bytes, generation;

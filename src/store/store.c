@@ -231,6 +231,21 @@ int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16]
   return dir && !*dir ? ae__error(AE_ENOMEM, "out of memory") : AE_OK;
 }
 
+int ae_store_list_models(ae_store *s, ae_model_row_fn fn, void *ud) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT fingerprint, name, dir, dim, last_used_at FROM models"
+                         " ORDER BY last_used_at DESC, rowid DESC", -1, &st, NULL) != SQLITE_OK)
+    return ae__store_dberr(s, "reading models");
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (sqlite3_column_bytes(st, 0) != 16) continue;
+    fn(ud, sqlite3_column_blob(st, 0), (const char *)sqlite3_column_text(st, 1),
+       (const char *)sqlite3_column_text(st, 2), sqlite3_column_int(st, 3), sqlite3_column_int64(st, 4));
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? AE_OK : ae__store_dberr(s, "reading models");
+}
+
 /* ---- lookup and writes ------------------------------------------------------------ */
 
 static int copy_vec(sqlite3_stmt *st, int col, float *out, int dim) {
