@@ -234,7 +234,7 @@ static int give_vector(ae_generator *g, ae_embed_result *r, const float *v) {
     fail_item(r, AE_ENOMEM, "out of memory");
     return AE_ENOMEM;
   }
-  if (v != r->vector) memcpy(r->vector, v, (size_t)g->dim * sizeof(float));
+  if (v && v != r->vector) memcpy(r->vector, v, (size_t)g->dim * sizeof(float));
   return AE_OK;
 }
 
@@ -293,7 +293,7 @@ static int lookup_tiers(job *j) {
     if (r->status) continue;
     if (g->force) { j->miss[j->n_miss++] = i; continue; }
     g->lookups++;
-    if (give_vector(g, r, r->vector)) continue;
+    if (give_vector(g, r, NULL)) continue;
     int same = 0;
     if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same) == AE_OK && same) {
       r->from_cache = 2;
