@@ -443,7 +443,7 @@ int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
 /* Exact cosine search over every current vector of model fp. The vectors are held
  * as one contiguous row-normalised matrix (cached per store handle and in a snapshot
  * file beside the database, rebuilt when the generation changes), scored with one
- * GEMV (oneDNN sgemm) and the top k picked with a min-heap. */
+ * GEMV (SIMD, all CPUs) and the top k picked with a min-heap. */
 typedef struct {
   char *node_id, *file_path, *node_type, *signature, *summary, *snippet;
   int start_line, end_line;

@@ -9,7 +9,7 @@
  * by rename, so a reader never sees half a file. Within a process the matrix stays
  * cached in the store handle.
  *
- * Scoring is one GEMV (oneDNN sgemm, n x dim times dim x 1) over the contiguous
+ * Scoring is one GEMV (n x dim times dim x 1, SIMD and all CPUs) over the contiguous
  * matrix, then a size-k min-heap keeps the best rows in O(n log k).
  */
 #define _GNU_SOURCE
@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -212,6 +211,24 @@ int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows) {
   return rc;
 }
 
+/* ---- scoring ------------------------------------------------------------------- */
+
+/* scores[n] = rows[n x dim] . q: a GEMV over the contiguous matrix. It is bound by
+ * memory bandwidth (every row is read once, 1.5 KB per 384-d row), so it is spread
+ * over all CPUs whatever thread count the encoder set for itself, and each dot
+ * product is one SIMD reduction. */
+static void score_rows(const float *rows, size_t n, int dim, const float *q, float *scores) {
+  int threads = n >= 4096 ? ae__cpu_count() : 1;
+  #pragma omp parallel for schedule(static) num_threads(threads)
+  for (size_t i = 0; i < n; i++) {
+    const float *r = rows + i * (size_t)dim;
+    float acc = 0;
+    #pragma omp simd reduction(+:acc)
+    for (int d = 0; d < dim; d++) acc += r[d] * q[d];
+    scores[i] = acc;
+  }
+}
+
 /* ---- top-k --------------------------------------------------------------------- */
 
 typedef struct { float score; size_t row; } scored;
@@ -305,12 +322,7 @@ int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int d
   if (!q || !scores || !heap) { rc = ae__error(AE_ENOMEM, "out of memory scoring %zu vectors", m->n); goto out; }
   memcpy(q, query, (size_t)dim * sizeof(float));
   normalise(q, dim);
-  /* scores[n x 1] = rows[n x dim] . q[dim x 1] */
-  if (dnnl_sgemm('N', 'N', (dnnl_dim_t)m->n, 1, dim, 1.0f, m->rows, dim, q, 1, 0.0f, scores, 1) !=
-      dnnl_success) {
-    rc = ae__error(AE_EIO, "oneDNN sgemm failed scoring %zu vectors", m->n);
-    goto out;
-  }
+  score_rows(m->rows, m->n, dim, q, scores);
   size_t got = top_k(scores, m->n, k, min_score, heap);
   ae_search_hit *h = ae__calloc(got ? got : 1, sizeof *h);
   if (!h) { rc = ae__error(AE_ENOMEM, "out of memory"); goto out; }
