@@ -177,8 +177,8 @@ typedef struct {
   /* Persistent tier (SQLite, WAL), keyed by (model fingerprint, content hash). */
   const char *persist_path;      /* SQLite file, NULL = memory only */
   size_t persist_max_mb;         /* size cap (vector bytes + row overhead), 0 = unlimited */
-  uint32_t persist_batch_count;  /* commit pending writes at this many, default 256 */
-  uint32_t persist_batch_ms;     /* ... or when the oldest is this old, default 1000 */
+  uint32_t persist_batch_count;  /* commit pending writes at this many (0 = 256) */
+  uint32_t persist_batch_ms;     /* ... or when the oldest is this old (0 = 1000) */
   int persist_sync_full;         /* 1 = synchronous=FULL (a commit survives power loss);
                                     default 0 = NORMAL (a commit survives a process
                                     crash / SIGKILL, the last ones may be lost on power

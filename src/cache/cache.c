@@ -974,7 +974,8 @@ int ae_cache_new(const ae_cache_config *cfg_in, const uint8_t model_fingerprint[
   if (cfg.persist_path) {
     rc = ae__persist_open(cfg.persist_path, model_fingerprint, cfg.persist_max_mb,
                           cfg.persist_batch_count ? cfg.persist_batch_count : 256,
-                          cfg.persist_batch_ms, cfg.persist_sync_full,
+                          cfg.persist_batch_ms ? cfg.persist_batch_ms : 1000,
+                          cfg.persist_sync_full,
                           cfg.persist_no_prefetch ? 0 : c->max_bytes, &c->persist);
     if (rc) { /* carry on in memory; the detail stays in ae_last_error and metrics */
       c->persist_status = rc;
