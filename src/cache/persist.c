@@ -566,7 +566,7 @@ static int cmp_by_hash(const void *a, const void *b, void *keys) {
 
 /* Many lookups in one read transaction, in key order so the b-tree is walked
  * roughly front to back. */
-int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *out,
+int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *const *outs,
                          uint32_t dim, int *status) {
   size_t *order = ae__malloc((n ? n : 1) * sizeof *order);
   pthread_mutex_lock(&p->mu);
@@ -577,7 +577,7 @@ int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float
   int txn = sqlite3_exec(p->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
   for (size_t k = 0; k < n; k++) {
     size_t i = order ? order[k] : k;
-    status[i] = get_locked(p, h[i], out + i * (size_t)dim, dim);
+    status[i] = get_locked(p, h[i], outs[i], dim);
   }
   if (txn && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
     p->st.errors++;
