@@ -294,6 +294,14 @@ static void test_io_faults(void) {
       fprintf(stderr, "  (read-only file check skipped: root and no chattr here)\n");
     }
   }
+  /* a file from another schema version */
+  snprintf(path, sizeof path, "%s/future.db", dir);
+  c = open_cache(path, FP_A, 10, 0, 64);
+  REQUIRE(c);
+  ae_cache_free(c);
+  CHECK(sql_int(path, "PRAGMA user_version") == 1);
+  CHECK(sql_exec(path, "PRAGMA user_version=7") == SQLITE_OK);
+  expect_memory_only(path, "schema version 7", AE_EFORMAT);
   /* locked: another connection holds the write lock while we open */
   snprintf(path, sizeof path, "%s/locked.db", dir);
   c = open_cache(path, FP_A, 10, 0, 64);
