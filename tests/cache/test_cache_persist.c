@@ -384,6 +384,49 @@ static void test_corrupt_pages(void) {
   g_no_prefetch = 0;
 }
 
+/* Time-based commits from the maintenance thread, and last-access updates that
+ * wait for the next commit instead of writing on every hit. */
+static void test_batching(void) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/batching.db", dir);
+  ae_cache_config cfg;
+  ae_cache_config_default(&cfg);
+  cfg.maintenance_interval_ms = 5;
+  cfg.persist_path = path;
+  cfg.persist_batch_count = 100000; /* never by count here */
+  cfg.persist_batch_ms = 20;
+  ae_cache *c = NULL;
+  CHECK_OK(ae_cache_new(&cfg, FP_A, &c));
+  REQUIRE(c);
+  for (uint64_t i = 0; i < 10; i++) CHECK_OK(set_id(c, i));
+  ae_cache_metrics m;
+  int waited = 0;
+  do {
+    usleep(5000);
+    waited += 5;
+    ae_cache_metrics_get(c, &m);
+  } while (m.persist_writes < 10 && waited < 5000);
+  CHECKF(m.persist_writes == 10 && m.persist_pending == 0, "%llu written after %d ms",
+         (unsigned long long)m.persist_writes, waited);
+  CHECK(sql_int(path, "SELECT count(*) FROM vectors") == 10); /* committed, visible */
+  ae_cache_free(c);
+
+  /* rows last used long ago: reading them queues touches, committed by the flush */
+  CHECK(sql_exec(path, "UPDATE vectors SET accessed = 1000") == SQLITE_OK);
+  for (int prefetch = 0; prefetch < 2; prefetch++) {
+    CHECK(sql_exec(path, "UPDATE vectors SET accessed = 1000") == SQLITE_OK);
+    g_no_prefetch = !prefetch;
+    c = open_cache(path, FP_A, 100, 0, 100000);
+    REQUIRE(c);
+    for (uint64_t i = 0; i < 10; i++) CHECK(get_id(c, i, "t") == AE_OK);
+    CHECK(sql_int(path, "SELECT count(*) FROM vectors WHERE accessed = 1000") == 10);
+    CHECK_OK(ae_cache_flush(c));
+    CHECK(sql_int(path, "SELECT count(*) FROM vectors WHERE accessed > 1000") == 10);
+    ae_cache_free(c);
+  }
+  g_no_prefetch = 0;
+}
+
 int main(void) {
   REQUIRE(mkdtemp(dir));
   char path[512];
@@ -406,6 +449,7 @@ int main(void) {
   test_pending_and_prune(path);
   test_io_faults();
   test_corrupt_pages();
+  test_batching();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);
