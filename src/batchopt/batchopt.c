@@ -31,8 +31,8 @@
  *      size judged pessimistically, score × (1 - cv/√n), so that a single lucky
  *      batch does not become the centre) and take its vertex as the best estimate,
  *      within one octave of the best size (a trust region: the fit is not believed
- *      far from its data). With fewer than
- *      three sizes or a convex fit, the best-scoring size itself is the estimate.
+ *      far from its data). With fewer than three sizes or a convex fit, the best
+ *      size itself is the estimate.
  *      Batches then alternate between the estimate and probes at estimate × f and
  *      estimate / f with f = 1 + aggressiveness × min(1, 0.5 + 2·cv), cv the pooled
  *      variation of throughput within sizes: under noise, wide probes measure the
@@ -85,7 +85,7 @@ typedef struct {
   int size, n;
   double items, tokens, seconds; /* sums: throughput = work / seconds */
   int untokened;                /* samples without a token count */
-  double mean, m2;              /* per-batch items/s, Welford (for the variation) */
+  double mean, m2;              /* per-batch throughput, Welford (for the variation) */
   double cpu_sum, mem_sum;
   int cpu_n, mem_n;
   double thr, score;
