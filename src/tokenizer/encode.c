@@ -83,20 +83,39 @@ static int emit_final(enc_state *st, uint32_t c) {
 }
 
 /* NFD's canonical ordering: a run of non-starters is stably sorted by combining
- * class before it is filtered and written. Runs are short (usually 1). */
-static int flush_pending(enc_state *st) {
+ * class before it is filtered and written. Runs are short (usually 1), so insertion
+ * sort; a long run (a text of nothing but combining marks) takes a stable counting
+ * sort over the 256 classes instead, keeping the encoder linear on any input. */
+static int sort_pending(enc_state *st) {
   uint32_t *p = st->pend;
   size_t n = st->npend;
-  for (size_t i = 1; i < n; i++) {
-    uint32_t c = p[i];
-    int cc = ae__uc_ccc(c);
-    size_t j = i;
-    while (j > 0 && ae__uc_ccc(p[j - 1]) > cc) { p[j] = p[j - 1]; j--; }
-    p[j] = c;
+  if (n <= 64) {
+    for (size_t i = 1; i < n; i++) {
+      uint32_t c = p[i];
+      int cc = ae__uc_ccc(c);
+      size_t j = i;
+      while (j > 0 && ae__uc_ccc(p[j - 1]) > cc) { p[j] = p[j - 1]; j--; }
+      p[j] = c;
+    }
+    return AE_OK;
   }
+  uint32_t *tmp = ae__malloc(n * sizeof *tmp);
+  if (!tmp) return AE_ENOMEM;
+  size_t start[257] = {0};
+  for (size_t i = 0; i < n; i++) start[ae__uc_ccc(p[i]) + 1]++;
+  for (int c = 0; c < 256; c++) start[c + 1] += start[c];
+  for (size_t i = 0; i < n; i++) tmp[start[ae__uc_ccc(p[i])]++] = p[i];
+  memcpy(p, tmp, n * sizeof *p);
+  ae__free(tmp);
+  return AE_OK;
+}
+
+static int flush_pending(enc_state *st) {
+  if (sort_pending(st)) return AE_ENOMEM;
+  size_t n = st->npend;
   st->npend = 0;
   for (size_t i = 0; i < n; i++)
-    if (emit_final(st, p[i])) return AE_ENOMEM;
+    if (emit_final(st, st->pend[i])) return AE_ENOMEM;
   return AE_OK;
 }
 
