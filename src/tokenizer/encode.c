@@ -265,11 +265,15 @@ static int pretokenize(enc_state *st, const uint8_t *s, size_t n) {
 
 /* ---- stage 1: added tokens -------------------------------------------------------- */
 
-/* Start of the character that ends at s[i] (exclusive), for look-behind. */
-static size_t prev_char(const uint8_t *s, size_t i) {
+/* The character that ends at s[i] (exclusive), never looking before s[lo]: its start
+ * goes to *start. A stray continuation byte is U+FFFD, as the decoder makes it. */
+static uint32_t prev_char(const uint8_t *s, size_t lo, size_t i, size_t *start) {
   size_t k = i - 1;
-  while (k > 0 && i - k < 4 && (s[k] & 0xC0) == 0x80) k--;
-  return k;
+  while (k > lo && i - k < 4 && (s[k] & 0xC0) == 0x80) k--;
+  uint32_t c;
+  if (k + ae__utf8_decode(s + k, i - k, &c) != i) { k = i - 1; c = 0xFFFD; }
+  *start = k;
+  return c;
 }
 
 /* Leftmost-longest match of an added token of the given kind in s[from..n). */
@@ -303,27 +307,16 @@ static const ae__added_token *find_added(const ae_tokenizer *t, int normalized, 
 static int accept_match(const ae__added_token *a, const uint8_t *s, size_t n, size_t seg,
                         size_t *ms, size_t *me) {
   uint32_t c;
+  size_t j;
   if (a->single_word) {
-    if (*ms > 0) {
-      size_t k = prev_char(s, *ms);
-      ae__utf8_decode(s + k, *ms - k, &c);
-      if (ae__uc_is_word(c)) return 0;
-    }
+    if (*ms > 0 && ae__uc_is_word(prev_char(s, 0, *ms, &j))) return 0;
     if (*me < n) {
       ae__utf8_decode(s + *me, n - *me, &c);
       if (ae__uc_is_word(c)) return 0;
     }
   }
-  if (a->lstrip) {
-    size_t k = *ms;
-    while (k > seg) {
-      size_t j = prev_char(s, k);
-      ae__utf8_decode(s + j, k - j, &c);
-      if (!ae__uc_is_space(c)) break;
-      k = j;
-    }
-    *ms = k;
-  }
+  if (a->lstrip)
+    while (*ms > seg && ae__uc_is_space(prev_char(s, seg, *ms, &j))) *ms = j;
   if (a->rstrip) {
     while (*me < n) {
       size_t len = ae__utf8_decode(s + *me, n - *me, &c);

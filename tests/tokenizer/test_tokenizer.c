@@ -132,6 +132,10 @@ static void test_words(const ae_tokenizer *t) {
   /* special tokens in the text */
   CHECK(same_ids(t, "a[MASK]b", IDS(CLS, A, MASK, B, SEP)));
   CHECK(same_ids(t, "[mask]", IDS(CLS, UNK, UNK, UNK, SEP)));
+  /* found by fuzzing: lstrip must not look back past the previous match (whose rstrip
+   * ended inside an invalid sequence) - the stray byte is U+FFFD, not whitespace */
+  CHECK(same_ids(t, "<ent>\r\x9d<ent>", IDS(CLS, 30, 30, SEP)));
+  CHECK(same_ids(t, " \x85<ent>", IDS(CLS, 30, SEP)));
 }
 
 static void test_truncation(const ae_tokenizer *t) {
