@@ -398,8 +398,9 @@ int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len, s
   memset(&st, 0, sizeof st);
   st.t = tok;
   st.limit = max_len ? max_len - specials : SIZE_MAX;
-  size_t guess = len / 3 + 8;
+  size_t guess = len / 3 + 8; /* about one id per 3-4 bytes of code; grows if not */
   if (guess > st.limit) guess = st.limit + 1;
+  if (guess > (1u << 16)) guess = 1u << 16;
   st.cap = specials + guess + 1;
   st.ids = ae__malloc(st.cap * sizeof *st.ids);
   int rc = st.ids ? AE_OK : AE_ENOMEM;
