@@ -5,7 +5,7 @@ extends a special token) and the texts of tiny-cases.jsonl. The ids come from th
 reference (see gen_extra_cases.py):
 
   python3 tests/tokenizer/data/gen_tiny.py /tmp/tiny-in.jsonl
-  node ../shared/tools/hf-tokenize.js tests/tokenizer/data/tiny/tokenizer.json \
+  NODE_PATH=/tmp/hftok/node_modules node ../shared/tools/hf-tokenize.js tests/tokenizer/data/tiny/tokenizer.json \
        /tmp/tiny-in.jsonl tests/tokenizer/data/tiny-cases.jsonl"""
 import json
 import os
