@@ -418,7 +418,9 @@ typedef struct {
 void ae_memproc_config_default(ae_memproc_config *cfg);
 int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
 void ae_memproc_free(ae_memproc *m);
-/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). */
+/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). AE_ENOMEM
+ * before anything ran when the n item statuses cannot be allocated, or after the run
+ * when the failed-item lists cannot be (the counts stay valid, the lists are NULL). */
 int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
                        const ae_memproc_callbacks *cb, ae_memproc_result *res);
 void ae_memproc_result_free(ae_memproc_result *res);
