@@ -144,6 +144,26 @@ static int write_st_modules(const char *out, int hidden, int pooling, int normal
   return rc;
 }
 
+/* The Pooling module's folder in like's modules.json ("1_Pooling" by default);
+ * ae__st_modules_load has already validated the file. */
+static int pooling_path(const char *like, char *out, size_t cap) {
+  snprintf(out, cap, "1_Pooling");
+  char *path = ae__path_join(like, "modules.json");
+  if (!path) return ae__error(AE_ENOMEM, "%s: out of memory", like);
+  json_t *mods = ae__file_exists(path) ? json_load_file(path, 0, NULL) : NULL;
+  size_t i;
+  json_t *m;
+  json_array_foreach(mods, i, m) {
+    const char *type = json_string_value(json_object_get(m, "type")),
+               *p = json_string_value(json_object_get(m, "path"));
+    size_t tl = type ? strlen(type) : 0;
+    if (p && *p && tl >= 7 && !strcmp(type + tl - 7, "Pooling")) snprintf(out, cap, "%s", p);
+  }
+  json_decref(mods);
+  ae__free(path);
+  return AE_OK;
+}
+
 static int write_side_files(const char *like, const char *out, const ae__bert_config *lc,
                             const ae__bert_config *c, const ae__init_random_options *o) {
   static const char *const copied[] = {"tokenizer.json", "vocab.txt", "tokenizer_config.json",
@@ -160,11 +180,14 @@ static int write_side_files(const char *like, const char *out, const ae__bert_co
   int pooling, normalize;
   if ((rc = ae__st_modules_load(like, lc->hidden, &pooling, &normalize))) return rc;
   if (o->pooling < 0 && o->normalize < 0 && c->hidden == lc->hidden) {
-    char *pdir = ae__path_join(out, "1_Pooling");
-    rc = !pdir ? ae__error(AE_ENOMEM, "%s: out of memory", out) : mkdir_p(pdir);
-    ae__free(pdir);
+    char pool[512];
+    if ((rc = pooling_path(like, pool, sizeof pool))) return rc;
+    char *pdir = ae__path_join(out, pool), *pcfg = ae__path_join(pool, "config.json");
+    rc = !pdir || !pcfg ? ae__error(AE_ENOMEM, "%s: out of memory", out) : mkdir_p(pdir);
     if (rc == AE_OK) rc = copy_or_remove(like, out, "modules.json");
-    if (rc == AE_OK) rc = copy_or_remove(like, out, "1_Pooling/config.json");
+    if (rc == AE_OK) rc = copy_or_remove(like, out, pcfg);
+    ae__free(pdir);
+    ae__free(pcfg);
     return rc;
   }
   return write_st_modules(out, c->hidden, o->pooling >= 0 ? o->pooling : pooling,
@@ -361,6 +384,7 @@ int ae__model_init_random_ex(const char *like, const char *out, const ae__init_r
   char *cfg_path = ae__path_join(like, "config.json"), *text = NULL;
   size_t len = 0;
   ae__bert_config lc, c;
+  memset(&lc, 0, sizeof lc);
   int rc = cfg_path ? ae__read_file(cfg_path, &text, &len) : ae__error(AE_ENOMEM, "out of memory");
   if (rc == AE_OK) rc = ae__bert_config_parse(text, len, cfg_path, &lc);
   c = lc;

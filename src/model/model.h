@@ -36,7 +36,7 @@ typedef struct {
                              else max_positions */
   char dtype[8];          /* "F32", "F16" or "BF16": the file's weight dtype */
   char *dir;
-  uint8_t fingerprint[16];/* config, weights header, tokenizer files, max_length,
+  uint8_t fingerprint[16];/* config, weights (header and bytes), tokenizer files, max_length,
                              pooling, normalize (the encoder mixes in precision) */
   /* storage owned by the loader */
   void *map;
@@ -47,7 +47,21 @@ typedef struct {
   int bert_prefix;        /* 1 when the file's names carry the "bert." prefix */
 } ae__bert_model;
 
-/* Loads and validates a model folder. max_length_override 0 = the folder's. */
+/* Loads and validates a model folder. max_length_override 0 = the folder's.
+ * Errors (ae_last_error names the file and the key or tensor):
+ *   AE_ENOTFOUND   config.json / model.safetensors / a config key / a tensor missing
+ *   AE_EFORMAT     malformed JSON, truncated or corrupt safetensors (header length,
+ *                  offsets outside the data or overlapping, byte size != shape x
+ *                  dtype, NaN/Inf weights), a config value of the wrong JSON type
+ *   AE_EUNSUPPORTED  another architecture (gpt2, roberta ...), hidden_act, position
+ *                  embedding type, pooling mode or sentence-transformers module
+ *   AE_EMISMATCH   a tensor's dtype (not F32/F16/BF16) or shape vs the config;
+ *                  the Pooling word_embedding_dimension vs hidden_size
+ *   AE_EINVAL / AE_ERANGE  config values out of range (hidden % heads != 0, ...),
+ *                  max_length_override above max_position_embeddings
+ *   AE_ENOMEM, AE_EIO
+ * The weights file stays mapped until ae__bert_free; it must not be truncated
+ * meanwhile (SIGBUS), which is why init-random replaces files by rename. */
 int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out);
 void ae__bert_free(ae__bert_model *m);
 

@@ -257,7 +257,13 @@ static size_t prev_char(const uint8_t *s, size_t i) {
 static const ae__added_token *find_added(const ae_tokenizer *t, int normalized, const uint8_t *s,
                                          size_t n, size_t from, size_t *pos) {
   const uint8_t *first = t->added_first[normalized];
+  int only = t->added_only_first[normalized];
   for (size_t p = from; p < n; p++) {
+    if (only >= 0) { /* one possible first byte (BERT: '['): let memchr skip ahead */
+      const uint8_t *q = memchr(s + p, only, n - p);
+      if (!q) return NULL;
+      p = (size_t)(q - s);
+    }
     uint8_t b = s[p];
     if (!(first[b >> 3] & (1u << (b & 7)))) continue;
     const ae__added_token *best = NULL;

@@ -92,8 +92,9 @@ static void test_deterministic(void) {
   CHECK(lx == lz && memcmp(bx, bz, lx) != 0);
   ae__bert_model *mx = load_ok(x, 0), *my = load_ok(y, 0), *mz = load_ok(z, 0);
   CHECK(memcmp(mx->fingerprint, my->fingerprint, 16) == 0);
-  /* the header is identical for another seed, so the fingerprint is too (documented) */
-  CHECK(memcmp(mx->fingerprint, mz->fingerprint, 16) == 0);
+  /* the header is identical for another seed, but the weights differ, so the
+   * fingerprint does too */
+  CHECK(memcmp(mx->fingerprint, mz->fingerprint, 16) != 0);
   /* the file has the extra tensors transformers writes, and they are ignored */
   ae__st_file st;
   CHECK_OK(ae__safetensors_parse(mx->map, mx->map_len, "x", &st));
@@ -226,6 +227,18 @@ static void test_init_random_variants(void) {
   vocab = pjoin(out, "vocab.txt");
   CHECK(!ae__file_exists(vocab));
   free(vocab);
+  /* a Pooling module in another folder is copied from there */
+  write_text(like, "modules.json", "[{\"path\":\"\",\"type\":\"sentence_transformers.models.Transformer\"},"
+             "{\"path\":\"pool\",\"type\":\"sentence_transformers.models.Pooling\"},"
+             "{\"path\":\"2_Normalize\",\"type\":\"sentence_transformers.models.Normalize\"}]");
+  char *lpool = pjoin(like, "pool");
+  mkdir(lpool, 0777);
+  write_text(like, "pool/config.json", "{\"word_embedding_dimension\": 32, \"pooling_mode_mean_sqrt_len_tokens\": true}");
+  CHECK_OK(ae_model_init_random(like, out, 1, NULL));
+  m = load_ok(out, 0);
+  CHECK(m->pooling == AE_POOL_MEAN_SQRT_LEN && m->normalize == 1);
+  ae__bert_free(m);
+  free(lpool);
   /* bad options */
   ae__init_random_options_default(&o);
   o.dtype = "F64";
