@@ -504,6 +504,10 @@ static int batch_fn(void *ctx, size_t first, size_t count, int *status) {
   enforce_memory_limit(g);
   size_t end = first + count;
   for (size_t a = first; a < end;) {
+    if (atomic_load(&g->cancel)) {   /* stop between sub-batches; what ran is committed */
+      for (size_t k = a; k < end; k++) fail_item(&j->res[j->miss[k]], AE_EINTR, "interrupted");
+      break;
+    }
     size_t b = next_chunk(j, a, end);
     int tokens = 0;
     for (size_t k = a; k < b; k++) tokens += (int)j->n_ids[j->miss[k]];
