@@ -324,11 +324,10 @@ static int lookup_tiers(job *j) {
 
 /* ---- phase 2: tokenize and order the misses --------------------------------------- */
 
-static const size_t *g_sort_len; /* qsort has no context argument; guarded by g->lock */
-
-static int by_length_desc(const void *a, const void *b) {
+static int by_length_desc(const void *a, const void *b, void *lens) {
+  const size_t *len = lens;
   size_t x = *(const size_t *)a, y = *(const size_t *)b;
-  if (g_sort_len[x] != g_sort_len[y]) return g_sort_len[x] < g_sort_len[y] ? 1 : -1;
+  if (len[x] != len[y]) return len[x] < len[y] ? 1 : -1;
   return x < y ? -1 : x > y;
 }
 
@@ -361,8 +360,7 @@ static int tokenize_misses(job *j) {
   size_t total_tokens = 0;
   for (size_t k = 0; k < j->n_miss; k++) total_tokens += j->n_ids[j->miss[k]];
   j->mean_tokens = j->n_miss ? (double)total_tokens / (double)j->n_miss : 1;
-  g_sort_len = j->n_ids;
-  qsort(j->miss, j->n_miss, sizeof *j->miss, by_length_desc);
+  qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_length_desc, j->n_ids);
   g->tokenize_ms += ae__now_ms() - t0;
   return AE_OK;
 }
