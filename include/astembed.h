@@ -702,7 +702,8 @@ ae_encoder *ae_generator_encoder(ae_generator *g);
  * optimizer's token budget within the memory processor's strategy, encoder, then
  * cache and store. One bad annotation never fails the others. Returns AE_OK, or
  * AE_EINTR after ae_generator_cancel (the batch in flight is committed; the items
- * not reached get AE_EINTR), or an error when nothing could run. */
+ * not reached get AE_EINTR), or an error when nothing could run. One call at a time
+ * per generator. */
 int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
                        ae_embed_result *results);
 void ae_embed_results_free(ae_embed_result *results, size_t n);
