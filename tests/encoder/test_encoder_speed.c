@@ -13,7 +13,9 @@
  *     source, MiniLM tokenizer, truncated at 256) in batches of 32, in input order
  *     and length-sorted;
  * printing tokens/s, items/s, GFLOP/s, % of the GEMM rate and a phase profile.
- *   AE_FWD_BENCH=1 build/tests/test_encoder_speed */
+ *   AE_FWD_BENCH=1 build/tests/test_encoder_speed
+ * Other knobs: AE_FWD_REPS (timed runs per workload, median reported),
+ * AE_FWD_CHUNK (tokens per forward pass), AE_FWD_FFN_ROWS (row block). */
 #define _GNU_SOURCE
 #include "encoder_testutil.h"
 #include "test.h"
@@ -47,6 +49,8 @@ static double run_once(workload *w) {
 
 static double median_run(workload *w, int reps) {
   double t[32];
+  if (getenv("AE_FWD_REPS")) reps = atoi(getenv("AE_FWD_REPS"));
+  if (reps < 1 || reps > 32) reps = 3;
   run_once(w);   /* warm-up: primitives, buffers, page faults */
   for (int r = 0; r < reps; r++) t[r] = run_once(w);
   qsort(t, reps, sizeof t[0], cmp_double);
