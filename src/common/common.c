@@ -29,7 +29,7 @@ void *ae__malloc(size_t n) {
 void *ae__calloc(size_t n, size_t size) {
   if (size && n > SIZE_MAX / size) return NULL;
   void *p = ae__malloc(n * size);
-  if (p) memset(p, 0, n * size ? n * size : 1);
+  if (p) memset(p, 0, n * size > 0 ? n * size : 1);
   return p;
 }
 

@@ -36,15 +36,73 @@ typedef struct {
                              else max_positions */
   char dtype[8];          /* "F32", "F16" or "BF16": the file's weight dtype */
   char *dir;
-  uint8_t fingerprint[16];/* config, weights header, tokenizer files, max_length,
+  uint8_t fingerprint[16];/* config, weights (header and bytes), tokenizer files, max_length,
                              pooling, normalize (the encoder mixes in precision) */
   /* storage owned by the loader */
   void *map;
   size_t map_len;
   float *converted;       /* F16/BF16 weights converted to F32 */
+  /* added by the loader (informational) */
+  int64_t n_params;       /* parameters of the tensors above (no pooler, no position_ids) */
+  int bert_prefix;        /* 1 when the file's names carry the "bert." prefix */
 } ae__bert_model;
 
-/* Loads and validates a model folder. max_length_override 0 = the folder's. */
+/* Loads and validates a model folder. max_length_override 0 = the folder's.
+ * Errors (ae_last_error names the file and the key or tensor):
+ *   AE_ENOTFOUND   config.json / model.safetensors / a config key / a tensor missing
+ *   AE_EFORMAT     malformed JSON, truncated or corrupt safetensors (header length,
+ *                  offsets outside the data or overlapping, byte size != shape x
+ *                  dtype, NaN/Inf weights), a config value of the wrong JSON type
+ *   AE_EUNSUPPORTED  another architecture (gpt2, roberta ...), hidden_act, position
+ *                  embedding type, pooling mode or sentence-transformers module
+ *   AE_EMISMATCH   a tensor's dtype (not F32/F16/BF16) or shape vs the config;
+ *                  the Pooling word_embedding_dimension vs hidden_size
+ *   AE_EINVAL / AE_ERANGE  config values out of range (hidden % heads != 0, ...),
+ *                  max_length_override above max_position_embeddings
+ *   AE_ENOMEM, AE_EIO
+ * The weights file stays mapped until ae__bert_free; it must not be truncated
+ * meanwhile (SIGBUS), which is why init-random replaces files by rename. */
 int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out);
 void ae__bert_free(ae__bert_model *m);
+
+/* ---- helpers shared with the CLI and tests --------------------------------- */
+
+/* Parses and validates config.json text; `what` names the file in errors. */
+int ae__bert_config_parse(const char *json, size_t len, const char *what, ae__bert_config *cfg);
+/* Parameters of the encoder tensors a config implies (embeddings + layers). */
+int64_t ae__bert_param_count(const ae__bert_config *c);
+const char *ae__act_name(int act);
+const char *ae__pooling_name(int pooling); /* "mean", "cls", "max", "mean_sqrt_len" */
+int ae__pooling_from_name(const char *name); /* AE_POOL_* or -1 */
+
+/* sentence-transformers modules of dir: modules.json (Pooling path, Normalize
+ * listed or not; other modules such as Dense refused) and the Pooling config
+ * (AE_POOL_*, mean when absent). hidden checks word_embedding_dimension. */
+int ae__st_modules_load(const char *dir, int hidden, int *pooling, int *normalize);
+/* Max sequence length of dir: sentence_bert_config.json max_seq_length, else
+ * tokenizer_config.json model_max_length when below 1e6, else max_positions;
+ * clamped to max_positions. override > 0 replaces it (AE_ERANGE above positions). */
+int ae__max_length_load(const char *dir, int max_positions, int override, int *max_length);
+
+/* IEEE half and bfloat16 conversions, round to nearest even (NaN stays NaN). */
+uint16_t ae__f32_to_f16(float f);
+float ae__f16_to_f32(uint16_t h);
+uint16_t ae__f32_to_bf16(float f);
+float ae__bf16_to_f32(uint16_t h);
+
+/* Random-weight model folders (ae_model_init_random with variations for tests).
+ * Fields left at their defaults keep like_dir's values. */
+typedef struct {
+  uint64_t seed;
+  const char *dtype;      /* "F32" (default), "F16" or "BF16" */
+  int layers, hidden, heads, intermediate, max_positions; /* 0 = like_dir's config */
+  const char *hidden_act; /* NULL = like_dir's; "gelu", "gelu_new" or "relu" */
+  int pooling;            /* -1 = like_dir's, else AE_POOL_* */
+  int normalize;          /* -1 = like_dir's, 0 = no Normalize module, 1 = Normalize */
+  int max_seq_length;     /* 0 = like_dir's sentence_bert_config.json */
+  int bert_prefix;        /* 1 = tensor names with the "bert." prefix */
+} ae__init_random_options;
+void ae__init_random_options_default(ae__init_random_options *o);
+int ae__model_init_random_ex(const char *like_dir, const char *out_dir,
+                             const ae__init_random_options *o);
 #endif

@@ -1,0 +1,112 @@
+/* Internal interface of the encoder's forward pass (src/encoder).
+ *
+ * Layout of the work: every token of a batch is packed into one [T, H] matrix (no
+ * padding anywhere); the dense layers are oneDNN matmuls over those T rows with
+ * weights prepacked once at load; attention runs per sequence and head with the
+ * sequence's own length. See encoder.c for the pipeline, gemm.c for the oneDNN
+ * wrapper and kernels.c for the hand-written AVX-512 parts. */
+#ifndef AE_ENCODER_INTERNAL_H
+#define AE_ENCODER_INTERNAL_H
+#include "common/common.h"
+#include "model/model.h"
+#include <oneapi/dnnl/dnnl.h>
+
+/* ---- oneDNN matmul with prepacked weights (gemm.c) ------------------------ */
+
+enum { AE__EPI_BIAS = 0, AE__EPI_BIAS_ACT = 1, AE__EPI_BIAS_RESIDUAL = 2 };
+#define AE__GEMM_CACHE 24
+
+/* One GEMM shape of the model: C[M,N] = A[M,K] x W[K,N] + bias (+ epilogue), with
+ * W stored packed in the layout oneDNN chose for it. M varies with the batch; one
+ * primitive is cached per M bucket (M rounded up to 16 by the caller). */
+typedef struct {
+  int K, N, epilogue, act;     /* act: AE__ACT_* (for AE__EPI_BIAS_ACT) */
+  dnnl_engine_t eng;
+  dnnl_memory_desc_t w_md;     /* packed weight layout */
+  size_t w_bytes;
+  struct {
+    int m;
+    uint64_t used;
+    dnnl_primitive_t prim;
+    dnnl_memory_t src, wei, bias, dst;
+  } cache[AE__GEMM_CACHE];
+  uint64_t clock;
+} ae__gemm;
+
+int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act);
+void ae__gemm_destroy(ae__gemm *g);
+/* Packs a PyTorch Linear weight [N, K] (row-major) into *packed (64-byte aligned,
+ * allocated with ae__aligned_alloc). */
+int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **packed);
+/* C = A x W + bias (+ act, or + C for the residual epilogue). A is [M,K] and C is
+ * [M,N], both dense row-major. */
+int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const float *packed,
+                 const float *bias, float *C);
+
+void *ae__aligned_alloc(size_t bytes);   /* 64-byte aligned, through the hook */
+void ae__aligned_free(void *p);
+
+/* ---- kernels (kernels.c) -------------------------------------------------- */
+
+/* x[t] = LayerNorm(word[tok[t]] + pos[pos[t]] + type[0]) for the T packed tokens. */
+void ae__embed_tokens(const ae__bert_model *m, const int32_t *tok, const int32_t *pos,
+                      size_t T, float *x);
+/* In-place LayerNorm of rows [0, rows) of x[rows, H]. */
+void ae__layernorm_rows(float *x, size_t rows, int H, const float *g, const float *b,
+                        float eps);
+/* ctx[T, H] = softmax(Q K^T / sqrt(d)) V per sequence and head, reading
+ * qkv[T, 3H] (Q | K | V). off[i] = first row of sequence i. scratch holds
+ * ae__attention_scratch_floats(max_len, d) floats per thread. */
+size_t ae__attention_scratch_floats(int max_len, int d);
+void ae__attention(const float *qkv, float *ctx, const size_t *off, const size_t *lens,
+                   size_t n, int H, int heads, float *scratch, size_t scratch_per_thread);
+/* Pools sequence rows x[off .. off+len) into out[H] and L2-normalises it when asked. */
+void ae__pool(const float *x, size_t len, int H, int pooling, int normalize, float *out);
+
+/* ---- the encoder ---------------------------------------------------------- */
+
+typedef struct {
+  float *qkv_w, *o_w, *i_w, *out_w;  /* packed */
+  float *qkv_b;                      /* [3H] = q_b | k_b | v_b */
+} ae__packed_layer;
+
+struct ae_encoder {
+  ae__bert_model *model;
+  void (*free_model)(ae__bert_model *);  /* NULL = not owned */
+  ae_tokenizer *tok;
+  void (*free_tok)(ae_tokenizer *);      /* NULL = not owned */
+  int threads;
+  int max_length;
+  size_t chunk_tokens;   /* token budget of one forward pass (bounds the buffers) */
+  size_t ffn_rows;       /* rows of one FFN block (bounds the [rows, I] buffer) */
+  uint8_t fingerprint[16];
+
+  dnnl_engine_t eng;
+  dnnl_stream_t st;
+  ae__gemm g_qkv, g_o, g_i, g_out;
+  ae__packed_layer *pl;
+
+  /* activations, grown as needed, reused by every call */
+  size_t cap_rows;
+  float *x, *qkv, *ctx, *h;
+  float *scratch;
+  size_t scratch_per_thread;
+  int32_t *tok_ids, *pos;   /* [cap_rows]: token id and position of each row */
+  size_t *off;
+  size_t cap_seqs;
+};
+
+/* Builds an encoder around an already loaded model (and optional tokenizer). When
+ * free_model / free_tok are given the encoder owns the object and frees it with
+ * them; on failure nothing passed in is freed. (Function pointers keep the forward
+ * pass free of link-time dependencies on the loader and the tokenizer.) */
+int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
+                    ae_tokenizer *tok, void (*free_tok)(ae_tokenizer *),
+                    const ae_encoder_options *opts, ae_encoder **out);
+/* Tuning knobs (0 = keep the current value). */
+void ae__encoder_tune(ae_encoder *enc, size_t chunk_tokens, size_t ffn_rows);
+
+/* Floating-point operations of one forward pass over sequences of these lengths:
+ * dense 2*T*(4H^2 + 2HI) plus attention 4*sum(L^2)*H, per layer. */
+double ae__encoder_flops(const ae__bert_config *cfg, const size_t *lens, size_t n);
+#endif

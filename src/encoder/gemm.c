@@ -1,0 +1,175 @@
+/* oneDNN matmul with prepacked weights and a per-M primitive cache.
+ *
+ * Why prepack: oneDNN's brgemm matmul wants B in a blocked layout; handing it the
+ * plain layout makes it repack B on every call. We ask oneDNN once, at load, which
+ * layout it wants (format_tag any) for a representative M, reorder every layer's
+ * weight into it, and afterwards create primitives for other Ms with that exact
+ * layout (measured: the same brgemm kernel is chosen for every M from 1 to 4096).
+ *
+ * Why a cache per M: a matmul primitive has M baked in. Creating one costs ~0.4 ms,
+ * so the caller rounds M up to a multiple of 16 and we keep the most recently used
+ * AE__GEMM_CACHE primitives per shape (LRU); a batch reuses them for every layer. */
+#include "encoder/encoder.h"
+#include <string.h>
+
+#define DNNL_TRY(call, what)                                                           \
+  do {                                                                                 \
+    dnnl_status_t s_ = (call);                                                         \
+    if (s_ != dnnl_success) {                                                          \
+      rc = ae__error(s_ == dnnl_out_of_memory ? AE_ENOMEM : AE_EUNSUPPORTED,           \
+                     "oneDNN: %s failed (status %d)", what, (int)s_);                  \
+      goto done;                                                                       \
+    }                                                                                  \
+  } while (0)
+
+void *ae__aligned_alloc(size_t bytes) {
+  unsigned char *raw = ae__malloc(bytes + 64 + sizeof(void *));
+  if (!raw) return NULL;
+  uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+  ((void **)p)[-1] = raw;
+  return (void *)p;
+}
+
+void ae__aligned_free(void *p) {
+  if (p) ae__free(((void **)p)[-1]);
+}
+
+/* Creates the primitive descriptor of this GEMM for M rows; w_md NULL = let oneDNN
+ * choose the weight layout. */
+static int make_pd(ae__gemm *g, int M, const dnnl_memory_desc_t *w_md,
+                   dnnl_primitive_desc_t *pd) {
+  int rc = AE_OK;
+  dnnl_memory_desc_t a, b, bias, c;
+  dnnl_dims_t da = {M, g->K}, db = {g->K, g->N}, dbias = {1, g->N}, dc = {M, g->N};
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_f32, dnnl_ab), "src desc");
+  if (w_md) b = *w_md;
+  else DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, dnnl_format_tag_any), "weights desc");
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, dbias, dnnl_f32, dnnl_ab), "bias desc");
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab), "dst desc");
+  dnnl_matmul_desc_t md;
+  DNNL_TRY(dnnl_matmul_desc_init(&md, &a, &b, &bias, &c), "matmul desc");
+  DNNL_TRY(dnnl_primitive_attr_create(&attr), "attr");
+  DNNL_TRY(dnnl_post_ops_create(&po), "post-ops");
+  if (g->epilogue == AE__EPI_BIAS_ACT) {
+    dnnl_alg_kind_t alg = g->act == AE__ACT_GELU_NEW ? dnnl_eltwise_gelu_tanh
+                        : g->act == AE__ACT_RELU     ? dnnl_eltwise_relu
+                                                     : dnnl_eltwise_gelu_erf;
+    DNNL_TRY(dnnl_post_ops_append_eltwise(po, 1.0f, alg, 0.0f, 0.0f), "eltwise post-op");
+  } else if (g->epilogue == AE__EPI_BIAS_RESIDUAL) {
+    DNNL_TRY(dnnl_post_ops_append_sum(po, 1.0f), "sum post-op");
+  }
+  DNNL_TRY(dnnl_primitive_attr_set_post_ops(attr, po), "set post-ops");
+  DNNL_TRY(dnnl_primitive_desc_create(pd, &md, attr, g->eng, NULL), "matmul primitive desc");
+done:
+  if (po) dnnl_post_ops_destroy(po);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  return rc;
+}
+
+int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act) {
+  memset(g, 0, sizeof *g);
+  g->K = K; g->N = N; g->epilogue = epilogue; g->act = act; g->eng = eng;
+  dnnl_primitive_desc_t pd = NULL;
+  int rc = make_pd(g, 1024, NULL, &pd);
+  if (rc) return rc;
+  g->w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  g->w_bytes = dnnl_memory_desc_get_size(&g->w_md);
+  dnnl_primitive_desc_destroy(pd);
+  return AE_OK;
+}
+
+static void entry_clear(ae__gemm *g, int i) {
+  if (g->cache[i].prim) dnnl_primitive_destroy(g->cache[i].prim);
+  if (g->cache[i].src) dnnl_memory_destroy(g->cache[i].src);
+  if (g->cache[i].wei) dnnl_memory_destroy(g->cache[i].wei);
+  if (g->cache[i].bias) dnnl_memory_destroy(g->cache[i].bias);
+  if (g->cache[i].dst) dnnl_memory_destroy(g->cache[i].dst);
+  memset(&g->cache[i], 0, sizeof g->cache[i]);
+}
+
+void ae__gemm_destroy(ae__gemm *g) {
+  for (int i = 0; i < AE__GEMM_CACHE; i++) entry_clear(g, i);
+}
+
+int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **packed) {
+  int rc = AE_OK;
+  dnnl_memory_desc_t plain;
+  dnnl_dims_t db = {g->K, g->N};
+  dnnl_memory_t msrc = NULL, mdst = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  dnnl_primitive_t r = NULL;
+  *packed = ae__aligned_alloc(g->w_bytes);
+  if (!*packed) return ae__error(AE_ENOMEM, "encoder: out of memory packing weights");
+  /* [N, K] row-major is the [K, N] matrix with strides (1, K): tag "ba". */
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&plain, 2, db, dnnl_f32, dnnl_ba), "plain desc");
+  DNNL_TRY(dnnl_memory_create(&msrc, &plain, g->eng, (void *)w_nk), "memory");
+  DNNL_TRY(dnnl_memory_create(&mdst, &g->w_md, g->eng, *packed), "memory");
+  DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, &plain, g->eng, &g->w_md, g->eng, NULL),
+           "reorder desc");
+  DNNL_TRY(dnnl_primitive_create(&r, pd), "reorder");
+  dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, msrc}, {DNNL_ARG_TO, mdst}};
+  DNNL_TRY(dnnl_primitive_execute(r, st, 2, args), "reorder execute");
+  DNNL_TRY(dnnl_stream_wait(st), "stream wait");
+done:
+  if (r) dnnl_primitive_destroy(r);
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (msrc) dnnl_memory_destroy(msrc);
+  if (mdst) dnnl_memory_destroy(mdst);
+  if (rc) { ae__aligned_free(*packed); *packed = NULL; }
+  return rc;
+}
+
+/* Finds or builds the cached primitive for M rows (LRU replacement). */
+static int entry_for(ae__gemm *g, int M, int *slot) {
+  int victim = 0;
+  for (int i = 0; i < AE__GEMM_CACHE; i++) {
+    if (g->cache[i].prim && g->cache[i].m == M) {
+      g->cache[i].used = ++g->clock;
+      *slot = i;
+      return AE_OK;
+    }
+    if (!g->cache[i].prim) victim = i;
+    else if (g->cache[victim].prim && g->cache[i].used < g->cache[victim].used) victim = i;
+  }
+  entry_clear(g, victim);
+  int rc = AE_OK;
+  dnnl_primitive_desc_t pd = NULL;
+  if ((rc = make_pd(g, M, &g->w_md, &pd))) return rc;
+  DNNL_TRY(dnnl_primitive_create(&g->cache[victim].prim, pd), "matmul primitive");
+  DNNL_TRY(dnnl_memory_create(&g->cache[victim].src,
+                              dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0), g->eng,
+                              DNNL_MEMORY_NONE), "memory");
+  DNNL_TRY(dnnl_memory_create(&g->cache[victim].wei, &g->w_md, g->eng, DNNL_MEMORY_NONE),
+           "memory");
+  DNNL_TRY(dnnl_memory_create(&g->cache[victim].bias,
+                              dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
+                              g->eng, DNNL_MEMORY_NONE), "memory");
+  DNNL_TRY(dnnl_memory_create(&g->cache[victim].dst,
+                              dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), g->eng,
+                              DNNL_MEMORY_NONE), "memory");
+  g->cache[victim].m = M;
+  g->cache[victim].used = ++g->clock;
+  *slot = victim;
+done:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (rc) entry_clear(g, victim);
+  return rc;
+}
+
+int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const float *packed,
+                 const float *bias, float *C) {
+  int slot = 0, rc;
+  if ((rc = entry_for(g, M, &slot))) return rc;
+  typeof(g->cache[0]) *e = &g->cache[slot];
+  DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)A), "set handle");
+  DNNL_TRY(dnnl_memory_set_data_handle(e->wei, (void *)packed), "set handle");
+  DNNL_TRY(dnnl_memory_set_data_handle(e->bias, (void *)bias), "set handle");
+  DNNL_TRY(dnnl_memory_set_data_handle(e->dst, C), "set handle");
+  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->src}, {DNNL_ARG_WEIGHTS, e->wei},
+                             {DNNL_ARG_BIAS, e->bias}, {DNNL_ARG_DST, e->dst}};
+  DNNL_TRY(dnnl_primitive_execute(e->prim, st, 4, args), "matmul execute");
+done:
+  return rc;
+}

@@ -1,0 +1,328 @@
+/* Loading a Hugging Face BERT model folder into ae__bert_model.
+ *
+ * model.safetensors is memory-mapped read-only. F32 tensors are used in place (the
+ * header is 8-byte padded in files written by safetensors, so they are aligned;
+ * a misaligned one is copied), F16/BF16 tensors are converted into one owned F32
+ * buffer. Every tensor the forward pass reads is checked against the config (dtype,
+ * shape) and scanned for NaN/Inf, so a corrupt file fails here with the tensor's
+ * name instead of producing garbage vectors later. */
+#define _GNU_SOURCE
+#define XXH_STATIC_LINKING_ONLY
+#include "model/model.h"
+#include "model/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
+
+/* safetensors stores little-endian values; weights are used in place as host floats. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "astembed assumes a little-endian host");
+
+/* One tensor the forward pass needs: where its pointer goes and the shape the
+ * config implies (dims[1] == 0 for vectors). */
+typedef struct {
+  char name[96];
+  const float **slot;
+  int64_t dims[2];
+  const ae__st_tensor *t;
+} want;
+
+static void add(want *w, size_t *n, const float **slot, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void add(want *w, size_t *n, const float **slot, int64_t d0, int64_t d1, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w[*n].name, sizeof w[*n].name, fmt, ap);
+  va_end(ap);
+  w[*n].slot = slot;
+  w[*n].dims[0] = d0;
+  w[*n].dims[1] = d1;
+  (*n)++;
+}
+
+/* The tensors of a BertModel, named as transformers saves them (minus "bert."). */
+static size_t list_tensors(ae__bert_model *m, want *w) {
+  const ae__bert_config *c = &m->cfg;
+  int64_t H = c->hidden, I = c->intermediate;
+  size_t n = 0;
+  add(w, &n, &m->word_emb, c->vocab, H, "embeddings.word_embeddings.weight");
+  add(w, &n, &m->pos_emb, c->max_positions, H, "embeddings.position_embeddings.weight");
+  add(w, &n, &m->type_emb, c->type_vocab, H, "embeddings.token_type_embeddings.weight");
+  add(w, &n, &m->emb_ln_g, H, 0, "embeddings.LayerNorm.weight");
+  add(w, &n, &m->emb_ln_b, H, 0, "embeddings.LayerNorm.bias");
+  for (int l = 0; l < c->layers; l++) {
+    ae__bert_layer *L = &m->layer[l];
+#define P "encoder.layer.%d."
+    add(w, &n, &L->q_w, H, H, P "attention.self.query.weight", l);
+    add(w, &n, &L->q_b, H, 0, P "attention.self.query.bias", l);
+    add(w, &n, &L->k_w, H, H, P "attention.self.key.weight", l);
+    add(w, &n, &L->k_b, H, 0, P "attention.self.key.bias", l);
+    add(w, &n, &L->v_w, H, H, P "attention.self.value.weight", l);
+    add(w, &n, &L->v_b, H, 0, P "attention.self.value.bias", l);
+    add(w, &n, &L->o_w, H, H, P "attention.output.dense.weight", l);
+    add(w, &n, &L->o_b, H, 0, P "attention.output.dense.bias", l);
+    add(w, &n, &L->ln1_g, H, 0, P "attention.output.LayerNorm.weight", l);
+    add(w, &n, &L->ln1_b, H, 0, P "attention.output.LayerNorm.bias", l);
+    add(w, &n, &L->i_w, I, H, P "intermediate.dense.weight", l);
+    add(w, &n, &L->i_b, I, 0, P "intermediate.dense.bias", l);
+    add(w, &n, &L->out_w, H, I, P "output.dense.weight", l);
+    add(w, &n, &L->out_b, H, 0, P "output.dense.bias", l);
+    add(w, &n, &L->ln2_g, H, 0, P "output.LayerNorm.weight", l);
+    add(w, &n, &L->ln2_b, H, 0, P "output.LayerNorm.bias", l);
+#undef P
+  }
+  return n;
+}
+
+static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *d) {
+  size_t k = (size_t)snprintf(buf, cap, "[");
+  for (int i = 0; i < ndim && k < cap; i++)
+    k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? "," : "", (long long)d[i]);
+  if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+static int needs_copy(const ae__st_tensor *t) {
+  return t->dtype != AE__ST_F32 || ((uintptr_t)t->data & 3) != 0;
+}
+
+/* Finds w's tensor and checks its dtype and shape against the config. */
+static int resolve(const ae__st_file *st, const char *path, const char *prefix, want *w) {
+  char full[128], got[128], wanted[128];
+  snprintf(full, sizeof full, "%s%s", prefix, w->name);
+  if (!(w->t = ae__st_find(st, full)))
+    return ae__error(AE_ENOTFOUND, "%s: tensor '%s' is missing", path, full);
+  const ae__st_tensor *t = w->t;
+  if (t->dtype != AE__ST_F32 && t->dtype != AE__ST_F16 && t->dtype != AE__ST_BF16)
+    return ae__error(AE_EMISMATCH, "%s: tensor '%s': dtype %s, want F32, F16 or BF16", path, full,
+                     ae__st_dtype_name(t->dtype));
+  int ndim = w->dims[1] ? 2 : 1;
+  if (t->ndim != ndim || t->shape[0] != w->dims[0] || (ndim == 2 && t->shape[1] != w->dims[1])) {
+    fmt_shape(got, sizeof got, t->ndim, t->shape);
+    fmt_shape(wanted, sizeof wanted, ndim, w->dims);
+    return ae__error(AE_EMISMATCH, "%s: tensor '%s': shape %s, config wants %s", path, full, got,
+                     wanted);
+  }
+  return AE_OK;
+}
+
+/* Converts (or copies) t into dst. Half values are read with memcpy: the mmap gives
+ * no alignment guarantee for them. With F16C (x86 -march=native) eight halves
+ * convert per instruction, exactly; the portable loop gives the same floats. */
+static void load_values(const ae__st_tensor *t, float *dst) {
+  size_t n = (size_t)ae__st_numel(t), i = 0;
+  const uint8_t *p = t->data;
+  if (t->dtype == AE__ST_F32) {
+    memcpy(dst, p, n * 4);
+    return;
+  }
+  if (t->dtype == AE__ST_BF16) {
+    for (; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, p + 2 * i, 2);
+      uint32_t b = (uint32_t)h << 16;
+      memcpy(dst + i, &b, 4);
+    }
+    return;
+  }
+#ifdef __F16C__
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p + 2 * i))));
+#endif
+  for (; i < n; i++) {
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    dst[i] = ae__f16_to_f32(h);
+  }
+}
+
+/* Every weight must be finite. The exponent test on the bits vectorises and needs
+ * no floating-point compare; the slow search for the culprit runs only on failure. */
+static int check_finite(const float *v, size_t n, const char *path, const char *prefix, const char *name) {
+  const uint32_t *b = (const uint32_t *)(const void *)v;
+  unsigned bad = 0;
+  for (size_t i = 0; i < n; i++) bad |= (b[i] & 0x7f800000u) == 0x7f800000u;
+  if (!bad) return AE_OK;
+  size_t i = 0;
+  while ((b[i] & 0x7f800000u) != 0x7f800000u) i++;
+  return ae__error(AE_EFORMAT, "%s: tensor '%s%s': element %zu is %s (corrupt weights)", path, prefix,
+                   name, i, (b[i] & 0x7fffff) ? "NaN" : "infinite");
+}
+
+static int bind_weights(ae__bert_model *m, const ae__st_file *st, const char *path) {
+  size_t cap = 5 + 16 * (size_t)m->cfg.layers, n;
+  want *w = ae__calloc(cap, sizeof *w);
+  m->layer = ae__calloc((size_t)m->cfg.layers, sizeof *m->layer);
+  if (!w || !m->layer) { ae__free(w); return ae__error(AE_ENOMEM, "%s: out of memory", path); }
+  n = list_tensors(m, w);
+  m->bert_prefix = !ae__st_find(st, w[0].name) && ae__st_find(st, "bert.embeddings.word_embeddings.weight");
+  const char *prefix = m->bert_prefix ? "bert." : "";
+  int rc = AE_OK;
+  size_t ncopy = 0;
+  for (size_t i = 0; i < n && rc == AE_OK; i++)
+    if ((rc = resolve(st, path, prefix, &w[i])) == AE_OK && needs_copy(w[i].t))
+      ncopy += (size_t)ae__st_numel(w[i].t);
+  if (rc == AE_OK && ncopy && !(m->converted = ae__malloc(ncopy * sizeof(float))))
+    rc = ae__error(AE_ENOMEM, "%s: out of memory converting %zu weights to F32", path, ncopy);
+  /* The file's dtype: the one all tensors share, else "mixed". */
+  if (rc == AE_OK) snprintf(m->dtype, sizeof m->dtype, "%s", ae__st_dtype_name(w[0].t->dtype));
+  float *dst = m->converted;
+  for (size_t i = 0; i < n && rc == AE_OK; i++) {
+    const ae__st_tensor *t = w[i].t;
+    size_t cnt = (size_t)ae__st_numel(t);
+    if (strcmp(ae__st_dtype_name(t->dtype), m->dtype)) snprintf(m->dtype, sizeof m->dtype, "mixed");
+    const float *vals = (const float *)(const void *)t->data;
+    if (needs_copy(t)) {
+      load_values(t, dst);
+      vals = dst;
+      dst += cnt;
+    }
+    *w[i].slot = vals;
+    m->n_params += (int64_t)cnt;
+    rc = check_finite(vals, cnt, path, prefix, w[i].name);
+  }
+  ae__free(w);
+  return rc;
+}
+
+/* Maps the weights file read-only. Mapping (not reading) keeps F32 weights in the
+ * page cache, shared between processes, and costs no copy. */
+static int map_weights(ae__bert_model *m, const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      char *bin = ae__path_join(m->dir, "pytorch_model.bin");
+      int has_bin = bin && ae__file_exists(bin);
+      ae__free(bin);
+      return ae__error(AE_ENOTFOUND, "%s: not found%s", path,
+                       has_bin ? " (pytorch_model.bin is not supported: convert it to safetensors)" : "");
+    }
+    return ae__error(AE_EIO, "%s: %s", path, strerror(errno));
+  }
+  struct stat sb;
+  int rc = AE_OK;
+  if (fstat(fd, &sb)) rc = ae__error(AE_EIO, "%s: %s", path, strerror(errno));
+  else if (!S_ISREG(sb.st_mode)) rc = ae__error(AE_EIO, "%s: not a regular file", path);
+  else if (sb.st_size < 8)
+    rc = ae__error(AE_EFORMAT, "%s: truncated: %lld bytes, too short for the 8-byte header length",
+                   path, (long long)sb.st_size);
+  else {
+    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) rc = ae__error(AE_EIO, "%s: mmap: %s", path, strerror(errno));
+    else { m->map = p; m->map_len = (size_t)sb.st_size; }
+  }
+  close(fd);
+  return rc;
+}
+
+/* ---- fingerprint ------------------------------------------------------------ */
+
+static void hash_chunk(XXH3_state_t *s, const char *tag, const void *p, size_t n) {
+  uint64_t len = n;
+  XXH3_128bits_update(s, tag, strlen(tag) + 1);
+  XXH3_128bits_update(s, &len, sizeof len);
+  if (n) XXH3_128bits_update(s, p, n);
+}
+
+static int hash_file(XXH3_state_t *s, const char *dir, const char *name) {
+  char *path = ae__path_join(dir, name), *text = NULL;
+  size_t len = 0;
+  if (!path) return ae__error(AE_ENOMEM, "%s/%s: out of memory", dir, name);
+  int rc = ae__file_exists(path) ? ae__read_file(path, &text, &len) : AE_OK;
+  if (rc == AE_OK) hash_chunk(s, name, text, len);
+  ae__free(text);
+  ae__free(path);
+  return rc;
+}
+
+/* What makes two vectors comparable: the network (config + the safetensors header,
+ * which pins every tensor's name, dtype, shape and offset, and the weight bytes:
+ * fine-tuned or random weights share a header), the tokenizer, the truncation
+ * length, pooling, normalisation and the weights' precision. XXH3 runs at tens of
+ * GB/s, so hashing the 90 MB of MiniLM costs a few milliseconds per load. */
+static int fingerprint(ae__bert_model *m, const char *cfg, size_t cfg_len, const ae__st_file *st) {
+  XXH3_state_t s;
+  XXH3_128bits_reset(&s);
+  hash_chunk(&s, "config.json", cfg, cfg_len);
+  hash_chunk(&s, "safetensors-header", st->header, st->header_len);
+  hash_chunk(&s, "safetensors-file", m->map, m->map_len);
+  char *tj = ae__path_join(m->dir, "tokenizer.json");
+  if (!tj) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
+  int has_tj = ae__file_exists(tj), rc;
+  ae__free(tj);
+  if (has_tj) rc = hash_file(&s, m->dir, "tokenizer.json");
+  else if ((rc = hash_file(&s, m->dir, "vocab.txt")) == AE_OK)
+    rc = hash_file(&s, m->dir, "tokenizer_config.json");
+  if (rc) return rc;
+  int32_t v[3] = {m->max_length, m->pooling, m->normalize};
+  hash_chunk(&s, "max_length,pooling,normalize", v, sizeof v);
+  hash_chunk(&s, "dtype", m->dtype, strlen(m->dtype));
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&s));
+  memcpy(m->fingerprint, c.digest, 16);
+  return AE_OK;
+}
+
+/* ---- load / free --------------------------------------------------------------- */
+
+static int load_config(ae__bert_model *m, char **text, size_t *len) {
+  char *path = ae__path_join(m->dir, "config.json");
+  if (!path) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
+  int rc = ae__read_file(path, text, len);
+  if (rc == AE_ENOTFOUND) ae__error(rc, "%s: not found (not a Hugging Face model folder?)", path);
+  if (rc == AE_OK) rc = ae__bert_config_parse(*text, *len, path, &m->cfg);
+  ae__free(path);
+  return rc;
+}
+
+static int load_parts(ae__bert_model *m, int max_length_override, char **cfg_text, ae__st_file *st) {
+  size_t cfg_len = 0;
+  int rc = load_config(m, cfg_text, &cfg_len);
+  if (rc) return rc;
+  char *path = ae__path_join(m->dir, "model.safetensors");
+  if (!path) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
+  if ((rc = map_weights(m, path)) == AE_OK &&
+      (rc = ae__safetensors_parse(m->map, m->map_len, path, st)) == AE_OK &&
+      (rc = bind_weights(m, st, path)) == AE_OK &&
+      (rc = ae__st_modules_load(m->dir, m->cfg.hidden, &m->pooling, &m->normalize)) == AE_OK &&
+      (rc = ae__max_length_load(m->dir, m->cfg.max_positions, max_length_override, &m->max_length)) == AE_OK)
+    rc = fingerprint(m, *cfg_text, cfg_len, st);
+  ae__free(path);
+  return rc;
+}
+
+int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out) {
+  *out = NULL;
+  if (!dir || !*dir) return ae__error(AE_EINVAL, "model folder: empty path");
+  ae__bert_model *m = ae__calloc(1, sizeof *m);
+  if (!m) return ae__error(AE_ENOMEM, "%s: out of memory", dir);
+  char *cfg_text = NULL;
+  ae__st_file st;
+  memset(&st, 0, sizeof st);
+  int rc = (m->dir = ae__strdup(dir)) ? load_parts(m, max_length_override, &cfg_text, &st)
+                                      : ae__error(AE_ENOMEM, "%s: out of memory", dir);
+  ae__st_file_free(&st);
+  ae__free(cfg_text);
+  if (rc) {
+    ae__bert_free(m);
+    return rc;
+  }
+  *out = m;
+  return AE_OK;
+}
+
+void ae__bert_free(ae__bert_model *m) {
+  if (!m) return;
+  if (m->map) munmap(m->map, m->map_len);
+  ae__free(m->converted);
+  ae__free(m->layer);
+  ae__free(m->dir);
+  ae__free(m);
+}

@@ -1,0 +1,165 @@
+// ctest-timeout: 300
+/* The forward pass against tools/reference.py, an independent float64 PyTorch
+ * implementation: for several model configurations (MiniLM shape, tiny, odd head
+ * size, F16/BF16 weights, CLS / max / mean_sqrt_len pooling, no Normalize) and
+ * inputs of every length from 1 token to the maximum, max |diff| must be <= 1e-5. */
+#include "encoder_testutil.h"
+#include "test.h"
+#include <jansson.h>
+#include <unistd.h>
+
+static int have_torch(void) {
+  return system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
+}
+
+typedef struct {
+  const char *name;
+  int H, layers, heads, I, vocab, max_pos, act, pooling, normalize;
+  const char *dtype;
+  float std;
+  int every_to;              /* every length 1..every_to */
+  int extra[8];              /* then these lengths (0-terminated) */
+  int n_random, max_len;     /* then n_random lengths drawn from 1..max_len */
+} config;
+
+static const char *src_dir(void) {
+  const char *s = getenv("AE_SOURCE_DIR");
+  return s ? s : ".";
+}
+
+/* Runs the reference on ids and returns its vectors (n * H), or NULL. */
+static float *run_reference(const char *dir, int32_t **ids, size_t *lens, size_t n, int H) {
+  char in[4200], outp[4200], cmd[13000];
+  snprintf(in, sizeof in, "%s/in.jsonl", dir);
+  snprintf(outp, sizeof outp, "%s/out.jsonl", dir);
+  FILE *f = fopen(in, "w");
+  for (size_t i = 0; i < n; i++) {
+    fputs("{\"ids\": [", f);
+    for (size_t p = 0; p < lens[i]; p++) fprintf(f, p ? ",%d" : "%d", ids[i][p]);
+    fputs("]}\n", f);
+  }
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tools/reference.py %s %s %s", src_dir(), dir,
+           in, outp);
+  if (system(cmd) != 0) return NULL;
+  float *ref = calloc(n * H, sizeof(float));
+  f = fopen(outp, "r");
+  char *line = NULL;
+  size_t cap = 0, i = 0;
+  while (i < n && getline(&line, &cap, f) > 0) {
+    json_t *v = json_loads(line, 0, NULL);
+    json_t *e = v ? json_object_get(v, "embedding") : NULL;
+    if (!e || json_array_size(e) != (size_t)H) { json_decref(v); break; }
+    for (int c = 0; c < H; c++) ref[i * H + c] = (float)json_real_value(json_array_get(e, c));
+    json_decref(v);
+    i++;
+  }
+  free(line);
+  fclose(f);
+  if (i != n) { free(ref); return NULL; }
+  return ref;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (!(d <= m)) m = d;   /* NaN propagates as a failure */
+  }
+  return m;
+}
+
+static void check_config(const config *c, const char *tmp) {
+  tmodel *t = tm_new(c->H, c->layers, c->heads, c->I, c->vocab, c->max_pos, c->act,
+                     c->pooling, c->normalize, c->dtype, 1234 + c->H, c->std);
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/%s", tmp, c->name);
+  REQUIRE(tm_write_folder(t, dir) == 0);
+  /* lengths: every length up to step_after, then every step-th, then max_len */
+  size_t n = 0, cap = 1024;
+  int32_t **ids = malloc(sizeof *ids * cap);
+  size_t *lens = malloc(sizeof *lens * cap);
+  for (int k = 0; k < c->every_to + 8 + c->n_random; k++) {
+    int L = k < c->every_to ? k + 1
+          : k < c->every_to + 8 ? c->extra[k - c->every_to]
+          : 1 + (int)(tm_uniform() * c->max_len);
+    if (L <= 0) continue;
+    lens[n] = (size_t)L;
+    ids[n] = malloc(sizeof(int32_t) * L);
+    for (int p = 0; p < L; p++) ids[n][p] = (int32_t)(tm_uniform() * c->vocab);
+    n++;
+  }
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += lens[i];
+  double t0 = ae__now_ms();
+  float *ref = run_reference(dir, ids, lens, n, c->H);
+  REQUIRE(ref);
+  double t1 = ae__now_ms();
+  ae_encoder *enc = NULL;
+  ae_encoder_options opts = {2, 0};
+  CHECK_OK(ae__encoder_new(&t->m, NULL, NULL, NULL, &opts, &enc));
+  REQUIRE(enc);
+  float *got = calloc(n * c->H, sizeof(float));
+  CHECK_OK(ae_encoder_embed_ids(enc, (const int32_t *const *)ids, lens, n, got));
+  double t2 = ae__now_ms();
+  if (c->pooling == AE_POOL_MEAN_SQRT_LEN && !c->normalize) {
+    /* sum / sqrt(L) grows with sqrt(L): compare the underlying mean (the scaling
+     * itself is one exact multiply) so the 1e-5 budget means the same here. */
+    for (size_t i = 0; i < n; i++)
+      for (int k = 0; k < c->H; k++) {
+        got[i * c->H + k] /= sqrtf((float)lens[i]);
+        ref[i * c->H + k] /= sqrtf((float)lens[i]);
+      }
+  }
+  double d = max_diff(got, ref, n * c->H);
+  printf("%-14s H=%d L=%d heads=%d I=%d %s pool=%d norm=%d: %zu inputs (%zu tokens), "
+         "max |diff| = %.3g (reference %.1f s, astembed %.2f s)\n", c->name, c->H, c->layers, c->heads, c->I, c->dtype, c->pooling,
+         c->normalize, n, total, d, (t1 - t0) / 1e3, (t2 - t1) / 1e3);
+  CHECKF(d <= 1e-5, "%s: max |diff| %.3g > 1e-5", c->name, d);
+  /* the same vectors whatever the batch: items one at a time, and small chunks */
+  ae__encoder_tune(enc, 512, 64);
+  float *one = calloc(c->H, sizeof(float));
+  double d1 = 0;
+  for (size_t i = 0; i < n; i += 7) {
+    CHECK_OK(ae_encoder_embed_ids(enc, (const int32_t *const *)&ids[i], &lens[i], 1, one));
+    if (c->pooling == AE_POOL_MEAN_SQRT_LEN && !c->normalize)
+      for (int k = 0; k < c->H; k++) one[k] /= sqrtf((float)lens[i]);
+    double di = max_diff(one, ref + i * c->H, c->H);
+    if (!(di <= d1)) d1 = di;
+  }
+  CHECKF(d1 <= 1e-5, "%s: single items: max |diff| %.3g", c->name, d1);
+  free(one);
+  free(got);
+  free(ref);
+  ae_encoder_free(enc);
+  for (size_t i = 0; i < n; i++) free(ids[i]);
+  free(ids);
+  free(lens);
+  tm_free(t);
+}
+
+int main(void) {
+  if (!have_torch()) {
+    printf("SKIP: /usr/bin/python3 cannot import torch and numpy (install python3-torch)\n");
+    TEST_DONE();
+  }
+  char tmp[] = "/tmp/ae_encref_XXXXXX";
+  REQUIRE(mkdtemp(tmp));
+  /* Sized for the reference's speed: Debian's torch multiplies float64 matrices with
+   * its generic BLAS at ~1-2 GFLOP/s, so the wide models get fewer, chosen lengths
+   * (short ones, then up to the maximum) and the narrow ones every length. */
+  static const config configs[] = {
+    /* name          H  lay heads  I    vocab max_pos act               pooling          norm dtype  std   every extra lengths              random max */
+    {"minilm-shape", 384, 6, 12, 1536, 30522, 512, AE__ACT_GELU,     AE_POOL_MEAN,          1, "F32",  0.05f, 12, {20, 40, 80, 160, 256},      0, 256},
+    {"tiny-2layer",   64, 2,  4,  128,  1000, 128, AE__ACT_GELU,     AE_POOL_MEAN,          1, "F32",  0.15f, 128, {0},                      100, 128},
+    {"f16-cls",      128, 2,  4,  256,  2000,  64, AE__ACT_GELU,     AE_POOL_CLS,           1, "F16",  0.1f,  64, {0},                       100, 64},
+    {"max-nonorm",    96, 3,  3,  200,  1500, 100, AE__ACT_GELU_NEW, AE_POOL_MAX,           0, "F32",  0.1f, 100, {0},                        50, 100},
+    {"sqrtlen-relu",  72, 2,  3,  144,  1000,  64, AE__ACT_RELU,     AE_POOL_MEAN_SQRT_LEN, 0, "BF16", 0.1f,  64, {0},                        50, 64},
+    {"wide-nonorm",  384, 2, 12, 1536,  3000, 512, AE__ACT_GELU,     AE_POOL_MEAN,          0, "F32",  0.05f,  8, {100, 512},                  0, 512},
+  };
+  for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) check_config(&configs[i], tmp);
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+  TEST_DONE();
+}

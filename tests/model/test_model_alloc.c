@@ -1,0 +1,87 @@
+/* Allocation failures: failing the k-th allocation of a load or an init-random, for
+ * every k, gives AE_ENOMEM (never a crash or another status) and leaks nothing. The
+ * hook counts live blocks, so leaks show up without ASan as well. */
+#include "model_test_util.h"
+#include "test.h"
+
+static long fail_at, calls, live;
+
+static void *t_malloc(size_t n, void *ud) {
+  (void)ud;
+  if (++calls == fail_at) return NULL;
+  void *p = malloc(n);
+  if (p) live++;
+  return p;
+}
+static void *t_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  if (++calls == fail_at) return NULL;
+  void *q = realloc(p, n);
+  if (q && !p) live++;
+  return q;
+}
+static void t_free(void *p, void *ud) {
+  (void)ud;
+  if (p) live--;
+  free(p);
+}
+
+/* Runs op with the k-th allocation failing for k = 1, 2, ... until op succeeds.
+ * Returns how many allocations a successful run made. */
+static long sweep(const char *what, int (*op)(void *), void *arg) {
+  ae_allocator a = {t_malloc, t_realloc, t_free, NULL};
+  long k;
+  for (k = 1; k < 10000; k++) {
+    fail_at = k;
+    calls = live = 0;
+    ae_set_allocator(&a);
+    int rc = op(arg);
+    ae_set_allocator(NULL);
+    CHECKF(live == 0, "%s: k=%ld: %ld blocks leaked", what, k, live);
+    if (rc == AE_OK && calls < k) break;
+    CHECKF(rc == AE_ENOMEM, "%s: k=%ld: status %d (%s) %s", what, k, rc, ae_strerror(rc), ae_last_error());
+    if (rc == AE_ENOMEM) CHECK(strstr(ae_last_error(), "out of memory") != NULL);
+  }
+  return k - 1;
+}
+
+static int op_load(void *dir) {
+  ae__bert_model *m = NULL;
+  int rc = ae__bert_load(dir, 0, &m);
+  ae__bert_free(m);
+  return rc;
+}
+
+typedef struct { const char *like, *out; } pair;
+static int op_init(void *arg) {
+  pair *p = arg;
+  ae__init_random_options o;
+  ae__init_random_options_default(&o);
+  o.dtype = "F16";
+  o.pooling = AE_POOL_CLS; /* writes modules.json and 1_Pooling too */
+  return ae__model_init_random_ex(p->like, p->out, &o);
+}
+
+int main(void) {
+  char *d16 = make_model(NULL, "F16", 4, 0), *d32 = make_model(NULL, "F32", 4, 1);
+  write_text(d16, "sentence_bert_config.json", "{\"max_seq_length\": 16}");
+  write_text(d16, "modules.json", "[{\"path\":\"\",\"type\":\"sentence_transformers.models.Transformer\"},"
+             "{\"path\":\"1_Pooling\",\"type\":\"sentence_transformers.models.Pooling\"}]");
+  long n16 = sweep("load F16", op_load, d16), n32 = sweep("load F32", op_load, d32);
+  printf("load: %ld (F16) and %ld (F32) allocations swept\n", n16, n32);
+  CHECK(n16 >= 5 && n32 >= 4);
+  char *like = tmp_dir(), *out = tmp_dir();
+  write_text(like, "config.json", tiny_config);
+  write_text(like, "vocab.txt", "[PAD]\n[UNK]\n");
+  pair p = {like, out};
+  long ni = sweep("init-random", op_init, &p);
+  printf("init-random: %ld allocations swept\n", ni);
+  CHECK(ni >= 5);
+  ae__bert_model *m;
+  CHECK_OK(ae__bert_load(out, 0, &m));
+  CHECK(m && m->pooling == AE_POOL_CLS);
+  ae__bert_free(m);
+  rm_rf(d16); rm_rf(d32); rm_rf(like); rm_rf(out);
+  free(d16); free(d32); free(like); free(out);
+  TEST_DONE();
+}
