@@ -171,6 +171,7 @@ typedef struct {
 
 static const int sizes[5] = {1, 8, 32, 64, 128};
 static int sweep_max;
+static int history; /* --history: history_retention, 0 = default (100) */
 
 /* --sweep N: items/s of every fixed size 1..N (interleaved chunks), to see the curve. */
 static int sweep(workload *w, int max, int chunks, int chunk) {
@@ -197,7 +198,13 @@ static int sweep(workload *w, int max, int chunks, int chunk) {
  * that load changes on the machine hit every configuration alike. */
 static void run_round(workload *w, int batches, int chunks, int chunk, int round, round_out *out) {
   optimizer op = {0};
-  ae_batchopt_new(NULL, &op.o);
+  ae_batchopt_config cfg;
+  ae_batchopt_config_default(&cfg);
+  if (history > 0) cfg.history_retention = history;
+  if (ae_batchopt_new(&cfg, &op.o) != AE_OK) {
+    fprintf(stderr, "bench_adaptive: %s\n", ae_last_error());
+    exit(2);
+  }
   ae_probe_new(NULL, NULL, &op.probe);
   int *best = malloc(sizeof(int) * batches);
   double ignore = 0;
@@ -214,6 +221,9 @@ static void run_round(workload *w, int batches, int chunks, int chunk, int round
   }
   free(best);
 
+  /* measured on the same stretch of the stream as the fixed sizes: the optimizer's
+   * cursor restarts where theirs does and stays within one batch of them */
+  op.pos = (round * 977) % w->n_items;
   double ms[6] = {0}, items[6] = {0};
   for (int c = 0; c < chunks; c++) {
     int first = (c * chunk + round * 977) % w->n_items;
@@ -225,9 +235,7 @@ static void run_round(workload *w, int batches, int chunks, int chunk, int round
         ms[k] += now_ms() - t0;
         items[k] += chunk;
       } else {
-        int done = 0;
-        while (done < chunk) done += optimizer_batch(w, &op, &ms[5], NULL);
-        items[5] += done;
+        while (items[5] < (double)(c + 1) * chunk) items[5] += optimizer_batch(w, &op, &ms[5], NULL);
       }
     }
   }
@@ -257,7 +265,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf("usage: bench_adaptive [--rounds R] [--chunks C] [--batches B] [--dim D] "
-             "[--overhead-mb M] [--threads T] [--seed S] [--clock cpu|wall] [--sweep N] [--spread SIGMA]\n");
+             "[--overhead-mb M] [--threads T] [--seed S] [--clock cpu|wall] [--sweep N] [--spread SIGMA] [--history N]\n");
       return 0;
     }
     if (!v) { fprintf(stderr, "bench_adaptive: %s needs a value\n", a); return 2; }
@@ -271,6 +279,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--clock")) use_wall = !strcmp(v, "wall");
     else if (!strcmp(a, "--sweep")) sweep_max = atoi(v);
     else if (!strcmp(a, "--spread")) spread = atof(v);
+    else if (!strcmp(a, "--history")) history = atoi(v);
     else { fprintf(stderr, "bench_adaptive: unknown option %s\n", a); return 2; }
     i++;
   }
@@ -301,10 +310,10 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 5; k++) if (ro[r].fixed[k] > bf) bf = ro[r].fixed[k];
     ratios[r] = ro[r].opt / bf;
   }
-  printf("bench_adaptive: padded-encoder kernel (d=%d, %.0f MiB per-batch overhead), %d thread(s), "
-         "%s time; %d rounds x %d interleaved chunks of %d items; optimizer learns for %d batches "
-         "first\n", dim, overhead_mb, threads, use_wall ? "wall" : "thread CPU", rounds, chunks,
-         chunk, batches);
+  printf("bench_adaptive: padded-encoder kernel (d=%d, %.0f MiB per-batch overhead, token spread "
+         "%.2f), %d thread(s), %s time; %d rounds x %d interleaved chunks of %d items; optimizer "
+         "(history %d) learns for %d batches first\n", dim, overhead_mb, spread, threads,
+         use_wall ? "wall" : "thread CPU", rounds, chunks, chunk, history ? history : 100, batches);
   printf("%-24s %12s %10s\n", "configuration", "items/s", "vs best");
   for (int k = 0; k < 5; k++) {
     char name[32];

@@ -177,8 +177,8 @@ typedef struct {
   /* Persistent tier (SQLite, WAL), keyed by (model fingerprint, content hash). */
   const char *persist_path;      /* SQLite file, NULL = memory only */
   size_t persist_max_mb;         /* size cap (vector bytes + row overhead), 0 = unlimited */
-  uint32_t persist_batch_count;  /* commit pending writes at this many, default 256 */
-  uint32_t persist_batch_ms;     /* ... or when the oldest is this old, default 1000 */
+  uint32_t persist_batch_count;  /* commit pending writes at this many (0 = 256) */
+  uint32_t persist_batch_ms;     /* ... or when the oldest is this old (0 = 1000) */
   int persist_sync_full;         /* 1 = synchronous=FULL (a commit survives power loss);
                                     default 0 = NORMAL (a commit survives a process
                                     crash / SIGKILL, the last ones may be lost on power
@@ -418,7 +418,9 @@ typedef struct {
 void ae_memproc_config_default(ae_memproc_config *cfg);
 int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
 void ae_memproc_free(ae_memproc *m);
-/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). */
+/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). AE_ENOMEM
+ * before anything ran when the n item statuses cannot be allocated, or after the run
+ * when the failed-item lists cannot be (the counts stay valid, the lists are NULL). */
 int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
                        const ae_memproc_callbacks *cb, ae_memproc_result *res);
 void ae_memproc_result_free(ae_memproc_result *res);
@@ -700,7 +702,8 @@ ae_encoder *ae_generator_encoder(ae_generator *g);
  * optimizer's token budget within the memory processor's strategy, encoder, then
  * cache and store. One bad annotation never fails the others. Returns AE_OK, or
  * AE_EINTR after ae_generator_cancel (the batch in flight is committed; the items
- * not reached get AE_EINTR), or an error when nothing could run. */
+ * not reached get AE_EINTR), or an error when nothing could run. One call at a time
+ * per generator. */
 int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
                        ae_embed_result *results);
 void ae_embed_results_free(ae_embed_result *results, size_t n);

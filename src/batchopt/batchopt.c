@@ -28,13 +28,15 @@
  *      clearly (below 80%) under the best throughput seen: the peak is behind.
  *   2. Exploit: fit a weighted parabola to log(score) over the sizes within 1.6
  *      octaves of the best size (weights = samples per size, capped at 20; the best
- *      size judged pessimistically, score × (1 - cv/√n), so a single lucky batch
- *      does not become the centre) and
- *      take its vertex as the best estimate, within one octave of the best size seen
- *      (a trust region: the fit is not believed far from its data). With fewer than
- *      three sizes or a convex fit, the best-scoring size itself is the estimate.
+ *      size judged pessimistically, score × (1 - cv/√n), so that a single lucky
+ *      batch does not become the centre) and take its vertex as the best estimate,
+ *      within one octave of the best size (a trust region: the fit is not believed
+ *      far from its data). With fewer than three sizes or a convex fit, the best
+ *      size itself is the estimate.
  *      Batches then alternate between the estimate and probes at estimate × f and
- *      estimate / f with f = 1 + aggressiveness (halved once confidence is high);
+ *      estimate / f with f = 1 + aggressiveness × min(1, 0.5 + 2·cv), cv the pooled
+ *      variation of throughput within sizes: under noise, wide probes measure the
+ *      curvature better; when measurements are clean, narrow probes cost less;
  *      probes are every other batch for the first 2·min_samples exploit batches,
  *      then one in four, so that the fit keeps learning while most batches run at the
  *      estimate. Samples age out of the history, so the optimizer follows drift.
@@ -83,7 +85,7 @@ typedef struct {
   int size, n;
   double items, tokens, seconds; /* sums: throughput = work / seconds */
   int untokened;                /* samples without a token count */
-  double mean, m2;              /* per-batch items/s, Welford (for the variation) */
+  double mean, m2;              /* per-batch throughput, Welford (for the variation) */
   double cpu_sum, mem_sum;
   int cpu_n, mem_n;
   double thr, score;
@@ -460,7 +462,8 @@ static void exploit_step(ae_batchopt *o) {
   int k = o->exploit_k++;
   int early = k < 2 * o->c.min_samples;
   int period = early ? 4 : 8;
-  double f = 1 + o->c.aggressiveness * (o->confidence >= 0.7 ? 0.5 : 1.0);
+  double wide = 0.5 + 2 * o->pooled_cv;
+  double f = 1 + o->c.aggressiveness * (wide > 1 ? 1 : wide);
   int slot = k % period, next = o->best;
   const char *what = "running at";
   if (slot == period / 4 || slot == 3 * period / 4) {

@@ -622,6 +622,7 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
   size_t *miss = NULL;
   uint8_t (*hs)[16] = NULL;
   int *pst = NULL;
+  float **outs = NULL;
   for (size_t i = 0; i < n; i++) {
     if (!keys[i] || (!contents[i] && content_lens[i])) {
       status[i] = ae__error(AE_EINVAL, "cache get_many: item %zu has a NULL key or content", i);
@@ -642,9 +643,10 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
       miss = ae__malloc(n * sizeof *miss);
       hs = ae__malloc(n * sizeof *hs);
       pst = ae__malloc(n * sizeof *pst);
-      if (!miss || !hs || !pst) { /* no batch: these misses stay misses */
-        ae__free(miss); ae__free(hs); ae__free(pst);
-        miss = NULL; hs = NULL; pst = NULL;
+      outs = ae__malloc(n * sizeof *outs);
+      if (!miss || !hs || !pst || !outs) { /* no batch: these misses stay misses */
+        ae__free(miss); ae__free(hs); ae__free(pst); ae__free(outs);
+        miss = NULL; hs = NULL; pst = NULL; outs = NULL;
         pthread_mutex_lock(&s->mu);
         account(s, AE_EMISS, t0, 0);
         pthread_mutex_unlock(&s->mu);
@@ -654,17 +656,16 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, h);
     memcpy(hs[nmiss], canon.digest, 16);
+    outs[nmiss] = out + i * dim;
     miss[nmiss++] = i;
   }
   if (nmiss) {
-    float *tmp = ae__malloc(nmiss * dim * sizeof(float));
-    if (tmp) ae__persist_get_many(c->persist, nmiss, (const uint8_t (*)[16])hs, tmp, (uint32_t)dim, pst);
+    ae__persist_get_many(c->persist, nmiss, (const uint8_t (*)[16])hs, outs, (uint32_t)dim, pst);
     for (size_t j = 0; j < nmiss; j++) {
       size_t i = miss[j];
       uint64_t t0 = sample_start();
-      int rc = tmp ? pst[j] : AE_EMISS;
+      int rc = pst[j];
       if (rc == AE_OK) {
-        memcpy(out + i * dim, tmp + j * dim, dim * sizeof(float));
         XXH128_canonical_t canon;
         memcpy(canon.digest, hs[j], 16);
         size_t klen = strlen(keys[i]);
@@ -678,8 +679,8 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
       account(s, rc, t0, 1);
       pthread_mutex_unlock(&s->mu);
     }
-    ae__free(tmp);
   }
+  ae__free(outs);
   ae__free(miss);
   ae__free(hs);
   ae__free(pst);
@@ -974,7 +975,8 @@ int ae_cache_new(const ae_cache_config *cfg_in, const uint8_t model_fingerprint[
   if (cfg.persist_path) {
     rc = ae__persist_open(cfg.persist_path, model_fingerprint, cfg.persist_max_mb,
                           cfg.persist_batch_count ? cfg.persist_batch_count : 256,
-                          cfg.persist_batch_ms, cfg.persist_sync_full,
+                          cfg.persist_batch_ms ? cfg.persist_batch_ms : 1000,
+                          cfg.persist_sync_full,
                           cfg.persist_no_prefetch ? 0 : c->max_bytes, &c->persist);
     if (rc) { /* carry on in memory; the detail stays in ae_last_error and metrics */
       c->persist_status = rc;

@@ -42,8 +42,9 @@ int ae__persist_put(ae__persist *p, const uint8_t h[16], const float *vec, uint3
  * AE_EMISS when absent, AE_EMISMATCH when its dimension differs from dim; a row
  * whose length or checksum is wrong is counted, deleted and reported as AE_EMISS. */
 int ae__persist_get(ae__persist *p, const uint8_t h[16], float *out, uint32_t dim);
-/* n lookups in one read transaction; status[i] as for ae__persist_get. */
-int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *out,
+/* n lookups in one read transaction, item i into outs[i]; status[i] as for
+ * ae__persist_get. */
+int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *const *outs,
                          uint32_t dim, int *status);
 /* Commits pending writes and last-access updates. */
 int ae__persist_flush(ae__persist *p);

@@ -52,6 +52,8 @@
 #define TOUCH_GRANULARITY_S 60
 #define MAX_TOUCHES 4096
 #define BUSY_TIMEOUT_MS 200
+#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION_STR "1"
 
 typedef struct {
   uint8_t h[16];
@@ -150,8 +152,25 @@ static int setup(ae__persist *p, int sync_full) {
               " dim INTEGER NOT NULL, checksum INTEGER NOT NULL, created INTEGER NOT NULL,"
               " accessed INTEGER NOT NULL, vec BLOB NOT NULL)") ||
       exec(p, "CREATE UNIQUE INDEX IF NOT EXISTS vectors_key ON vectors(fp, h)") ||
-      exec(p, "CREATE INDEX IF NOT EXISTS vectors_accessed ON vectors(accessed)") ||
-      exec(p, "COMMIT")) {
+      exec(p, "CREATE INDEX IF NOT EXISTS vectors_accessed ON vectors(accessed)")) {
+    sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+    return AE_EDB;
+  }
+  /* user_version marks the layout: 0 = just created here, SCHEMA_VERSION = ours. */
+  int64_t version = -1;
+  if (sqlite3_prepare_v2(p->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    version = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (version != 0 && version != SCHEMA_VERSION) {
+    sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+    ae__error(AE_EFORMAT, "cache database %s: schema version %lld, this build reads %d",
+              p->path, (long long)version, SCHEMA_VERSION);
+    p->st.status = AE_EFORMAT;
+    snprintf(p->st.error, sizeof p->st.error, "%s", ae_last_error());
+    return AE_EFORMAT;
+  }
+  if ((version == 0 && exec(p, "PRAGMA user_version=" SCHEMA_VERSION_STR)) || exec(p, "COMMIT")) {
     sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
     return AE_EDB;
   }
@@ -566,7 +585,7 @@ static int cmp_by_hash(const void *a, const void *b, void *keys) {
 
 /* Many lookups in one read transaction, in key order so the b-tree is walked
  * roughly front to back. */
-int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *out,
+int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float *const *outs,
                          uint32_t dim, int *status) {
   size_t *order = ae__malloc((n ? n : 1) * sizeof *order);
   pthread_mutex_lock(&p->mu);
@@ -577,7 +596,7 @@ int ae__persist_get_many(ae__persist *p, size_t n, const uint8_t (*h)[16], float
   int txn = sqlite3_exec(p->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
   for (size_t k = 0; k < n; k++) {
     size_t i = order ? order[k] : k;
-    status[i] = get_locked(p, h[i], out + i * (size_t)dim, dim);
+    status[i] = get_locked(p, h[i], outs[i], dim);
   }
   if (txn && sqlite3_exec(p->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
     p->st.errors++;

@@ -5,11 +5,13 @@
 
 int cmd_model(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
 static const cli_command commands[] = {
   {"model", cmd_model, "inspect a model folder or write a random-weight one"},
   {"tokenize", cmd_tokenize, "tokenize JSONL texts into BERT ids (exact against Hugging Face)"},
+  {"encode", cmd_encode, "embed JSONL texts with the model (JSONL or raw float32 out)"},
   {NULL, NULL, NULL},
 };
 

@@ -217,6 +217,18 @@ static int ensure_buffers(ae_encoder *enc, size_t rows, size_t seqs) {
   return AE_OK;
 }
 
+const char *const ae__phase_names[AE__PH_COUNT] = {
+  "embed+LN", "QKV GEMM", "attention", "out-proj GEMM", "LayerNorm", "FFN1 GEMM+act",
+  "FFN2 GEMM", "pool"};
+
+/* Phase timer: charges the time since the last mark to phase ph when profiling. */
+static inline void mark(ae_encoder *enc, uint64_t *t, int ph) {
+  if (!enc->profile) return;
+  uint64_t now = ae__now_ns();
+  enc->prof_ns[ph] += now - *t;
+  *t = now;
+}
+
 static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out) {
   const ae__bert_model *m = enc->model;
@@ -232,29 +244,40 @@ static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_
     for (size_t p = 0; p < lens[i]; p++, t++) { enc->tok_ids[t] = ids[i][p]; enc->pos[t] = (int32_t)p; }
   }
   for (; t < Mp; t++) enc->tok_ids[t] = enc->pos[t] = 0;
+  uint64_t tm = enc->profile ? ae__now_ns() : 0;
   ae__embed_tokens(m, enc->tok_ids, enc->pos, Mp, enc->x);
+  mark(enc, &tm, AE__PH_EMBED);
   for (int l = 0; l < m->cfg.layers; l++) {
     const ae__bert_layer *L = &m->layer[l];
     const ae__packed_layer *P = &enc->pl[l];
     if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)Mp, enc->x, P->qkv_w, P->qkv_b, enc->qkv)))
       return rc;
+    mark(enc, &tm, AE__PH_QKV);
     ae__attention(enc->qkv, enc->ctx, enc->off, lens, n, H, m->cfg.heads, enc->scratch,
                   enc->scratch_per_thread);
+    mark(enc, &tm, AE__PH_ATTN);
     if ((rc = ae__gemm_run(&enc->g_o, enc->st, (int)Mp, enc->ctx, P->o_w, L->o_b, enc->x)))
       return rc;
+    mark(enc, &tm, AE__PH_O);
     ae__layernorm_rows(enc->x, Mp, H, L->ln1_g, L->ln1_b, m->cfg.ln_eps);
+    mark(enc, &tm, AE__PH_LN);
     for (size_t r0 = 0; r0 < Mp; r0 += enc->ffn_rows) {
       size_t rows = Mp - r0 < enc->ffn_rows ? Mp - r0 : enc->ffn_rows;
       float *xb = enc->x + r0 * H;
-      if ((rc = ae__gemm_run(&enc->g_i, enc->st, (int)rows, xb, P->i_w, L->i_b, enc->h)) ||
-          (rc = ae__gemm_run(&enc->g_out, enc->st, (int)rows, enc->h, P->out_w, L->out_b, xb)))
+      if ((rc = ae__gemm_run(&enc->g_i, enc->st, (int)rows, xb, P->i_w, L->i_b, enc->h)))
         return rc;
+      mark(enc, &tm, AE__PH_FFN1);
+      if ((rc = ae__gemm_run(&enc->g_out, enc->st, (int)rows, enc->h, P->out_w, L->out_b, xb)))
+        return rc;
+      mark(enc, &tm, AE__PH_FFN2);
     }
     ae__layernorm_rows(enc->x, Mp, H, L->ln2_g, L->ln2_b, m->cfg.ln_eps);
+    mark(enc, &tm, AE__PH_LN);
   }
   dnnl_stream_wait(enc->st);
   for (size_t i = 0; i < n; i++)
     ae__pool(enc->x + enc->off[i] * H, lens[i], H, m->pooling, m->normalize, out + i * H);
+  mark(enc, &tm, AE__PH_POOL);
   (void)I;
   return AE_OK;
 }

@@ -65,6 +65,10 @@ void ae__pool(const float *x, size_t len, int H, int pooling, int normalize, flo
 
 /* ---- the encoder ---------------------------------------------------------- */
 
+enum { AE__PH_EMBED, AE__PH_QKV, AE__PH_ATTN, AE__PH_O, AE__PH_LN, AE__PH_FFN1, AE__PH_FFN2,
+       AE__PH_POOL, AE__PH_COUNT };
+extern const char *const ae__phase_names[AE__PH_COUNT];
+
 typedef struct {
   float *qkv_w, *o_w, *i_w, *out_w;  /* packed */
   float *qkv_b;                      /* [3H] = q_b | k_b | v_b */
@@ -94,6 +98,10 @@ struct ae_encoder {
   int32_t *tok_ids, *pos;   /* [cap_rows]: token id and position of each row */
   size_t *off;
   size_t cap_seqs;
+
+  /* optional phase timings (ns), accumulated while profile is set */
+  int profile;
+  uint64_t prof_ns[AE__PH_COUNT];
 };
 
 /* Builds an encoder around an already loaded model (and optional tokenizer). When

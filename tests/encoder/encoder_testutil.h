@@ -84,7 +84,7 @@ static const float *tm_tensor(tmodel *t, const char *name, int r, int c, float m
 }
 
 /* c = 0 in shapes means a 1-D tensor of r elements. */
-static tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_pos, int act,
+static inline tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_pos, int act,
                       int pooling, int normalize, const char *dtype, uint64_t seed, float std) {
   tmodel *t = calloc(1, sizeof *t);
   snprintf(t->dtype, sizeof t->dtype, "%s", dtype);
@@ -128,13 +128,13 @@ static tmodel *tm_new(int H, int layers, int heads, int I, int vocab, int max_po
   return t;
 }
 
-static void tm_free(tmodel *t) {
+static inline void tm_free(tmodel *t) {
   if (!t) return;
   for (int i = 0; i < t->n; i++) { free(t->tensors[i]); free(t->names[i]); }
   free(t->tensors); free(t->names); free(t->shapes); free(t->m.layer); free(t);
 }
 
-static int tm_write_file(const char *dir, const char *name, const char *text) {
+static inline int tm_write_file(const char *dir, const char *name, const char *text) {
   char path[8800];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "w");
@@ -144,7 +144,7 @@ static int tm_write_file(const char *dir, const char *name, const char *text) {
 }
 
 /* Writes the model as a Hugging Face + sentence-transformers folder. */
-static int tm_write_folder(const tmodel *t, const char *dir) {
+static inline int tm_write_folder(const tmodel *t, const char *dir) {
   const ae__bert_model *m = &t->m;
   static const char *acts[] = {"gelu", "gelu_new", "relu"};
   char buf[2048], sub[4400];

@@ -332,6 +332,17 @@ static void reenter(void *ud, size_t done, size_t total) {
   g_reenter_rc = ae_memproc_process(g_reenter, 1, ok_fn, NULL, NULL, &res);
   (void)ud; (void)done; (void)total;
 }
+static int alloc_fail;
+static void *fail_malloc(size_t n, void *ud) { (void)ud; return alloc_fail ? NULL : malloc(n); }
+static void *fail_realloc(void *p, size_t n, void *ud) { (void)ud; return alloc_fail ? NULL : realloc(p, n); }
+static void fail_free(void *p, void *ud) { (void)ud; free(p); }
+static atomic_int alloc_calls;
+static int count_fn(void *ctx, size_t first, size_t count, int *status) {
+  (void)ctx; (void)first; (void)status;
+  atomic_fetch_add(&alloc_calls, (int)count);
+  return AE_OK;
+}
+
 static void test_reentry_and_alloc(void) {
   double seq[1] = {10};
   script s = {seq, 1, 0, 0};
@@ -344,6 +355,20 @@ static void test_reentry_and_alloc(void) {
   ae_memproc_result res;
   CHECK_OK(ae_memproc_process(g_reenter, 5, ok_fn, NULL, &cb, &res));
   CHECK(g_reenter_rc == AE_ESTATE);
+  ae_memproc_result_free(&res);
+  /* no memory for the item statuses: fails before any item reaches fn, and the
+   * processor is usable again afterwards */
+  ae_allocator fa = {fail_malloc, fail_realloc, fail_free, NULL};
+  ae_set_allocator(&fa);
+  alloc_fail = 1;
+  atomic_init(&alloc_calls, 0);
+  CHECK(ae_memproc_process(g_reenter, 50, count_fn, NULL, NULL, &res) == AE_ENOMEM);
+  CHECK(strstr(ae_last_error(), "50 item statuses") != NULL);
+  alloc_fail = 0;
+  ae_set_allocator(NULL);
+  CHECK(atomic_load(&alloc_calls) == 0 && res.processed == 0 && !res.failed_index);
+  CHECK_OK(ae_memproc_process(g_reenter, 50, count_fn, NULL, NULL, &res));
+  CHECK(atomic_load(&alloc_calls) == 50 && res.processed == 50);
   ae_memproc_result_free(&res);
   ae_memproc_free(g_reenter);
   ae_probe_free(c.probe);

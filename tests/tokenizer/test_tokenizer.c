@@ -132,6 +132,10 @@ static void test_words(const ae_tokenizer *t) {
   /* special tokens in the text */
   CHECK(same_ids(t, "a[MASK]b", IDS(CLS, A, MASK, B, SEP)));
   CHECK(same_ids(t, "[mask]", IDS(CLS, UNK, UNK, UNK, SEP)));
+  /* found by fuzzing: lstrip must not look back past the previous match (whose rstrip
+   * ended inside an invalid sequence) - the stray byte is U+FFFD, not whitespace */
+  CHECK(same_ids(t, "<ent>\r\x9d<ent>", IDS(CLS, 30, 30, SEP)));
+  CHECK(same_ids(t, " \x85<ent>", IDS(CLS, 30, SEP)));
 }
 
 static void test_truncation(const ae_tokenizer *t) {
@@ -202,6 +206,16 @@ static void test_one_megabyte(const ae_tokenizer *t) {
   big[(plen * reps) & ~(size_t)1] = 0;
   enc_result m = enc(t, big, strlen(big), 0);
   CHECK(m.rc == AE_OK && m.n == 3);
+  ae_free(m.ids);
+  /* ... and alternating classes (230, 220), which a quadratic sort would choke on;
+   * all are Mn, so "x" + marks is just "x" */
+  for (size_t i = 0; i + 4 <= plen * reps; i += 4) memcpy(big + i, "\xcc\x81\xcc\x96", 4);
+  big[0] = 'x';
+  big[1] = ' ';
+  big[2] = 'x';
+  big[(plen * reps) & ~(size_t)3] = 0;
+  m = enc(t, big, strlen(big), 0);
+  CHECK(m.rc == AE_OK && m.n == 4 && m.ids[1] == X && m.ids[2] == X);
   ae_free(m.ids);
   free(big);
 }
@@ -407,9 +421,8 @@ static void set_failing(long at) {
 
 /* Fails every allocation of a load in turn, then every allocation of an encode: each
  * must give AE_ENOMEM with nothing leaked (ASan checks) and nothing half-built. */
-static void test_alloc_failures(void) {
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s/tests/tokenizer/data/tiny", g_src);
+/* Fails each allocation of a load of dir in turn. */
+static void sweep_load(const char *dir) {
   ae_tokenizer *t;
   set_failing(-1);
   CHECK_OK(ae_tokenizer_load(dir, &t));
@@ -425,11 +438,37 @@ static void test_alloc_failures(void) {
     ae_set_allocator(NULL);
     if (rc != AE_ENOMEM || t != NULL) {
       all_enomem = 0;
-      fprintf(stderr, "load failing at allocation %ld: rc %d (%s)\n", k, rc, ae_last_error());
+      fprintf(stderr, "%s: load failing at allocation %ld: rc %d (%s)\n", dir, k, rc,
+              ae_last_error());
       if (!rc) ae_tokenizer_free(t);
     }
   }
   CHECK(all_enomem);
+}
+
+static void test_alloc_failures(const ae_tokenizer *tiny) {
+  char dir[4200], fb[4200];
+  snprintf(dir, sizeof dir, "%s/tests/tokenizer/data/tiny", g_src);
+  sweep_load(dir);
+  /* the vocab.txt fallback, with every optional file present */
+  make_dir(fb, sizeof fb, "fallback-sweep");
+  char vocab[4096] = "";
+  for (int32_t i = 0; i < 30; i++) {
+    strcat(vocab, ae_tokenizer_id_to_token(tiny, i));
+    strcat(vocab, "\n");
+  }
+  write_file(fb, "vocab.txt", vocab);
+  write_file(fb, "tokenizer_config.json", "{\"model_max_length\": 64, \"added_tokens_decoder\": "
+             "{\"1\": {\"content\": \"[UNK]\", \"special\": true}, \"4\": {\"content\": "
+             "\"[MASK]\", \"special\": true, \"lstrip\": true}}}");
+  write_file(fb, "special_tokens_map.json", "{\"cls_token\": {\"content\": \"[CLS]\"}}");
+  sweep_load(fb);
+  ae_tokenizer *t;
+  CHECK_OK(ae_tokenizer_load(fb, &t));
+  if (t) {
+    CHECK(same_ids(t, "a [MASK]", IDS(CLS, A, MASK, SEP)));
+    ae_tokenizer_free(t);
+  }
   CHECK_OK(ae_tokenizer_load(dir, &t));
   REQUIRE(t);
   /* a text long enough to grow every scratch buffer */
@@ -443,7 +482,7 @@ static void test_alloc_failures(void) {
   long n_enc = g_alloc_count;
   ae_set_allocator(NULL);
   CHECK(ok.rc == AE_OK && n_enc >= 3);
-  all_enomem = 1;
+  int all_enomem = 1;
   for (long k = 0; k < n_enc; k++) {
     set_failing(k);
     enc_result r = enc(t, text, len, 0);
@@ -474,7 +513,7 @@ int main(void) {
   test_accessors(tiny);
   test_malformed();
   test_fallback_tiny(tiny);
-  test_alloc_failures();
+  test_alloc_failures(tiny);
   ae_tokenizer_free(tiny);
   const char *shared = test_shared_dir();
   if (shared) test_fallback_minilm(shared);

@@ -2,10 +2,10 @@
 """Writes the texts of extra-cases.jsonl: hand-picked edge cases of the BERT pipeline
 plus seeded random strings over a pool of tricky characters. The ids come from the
 reference: shared/tools/hf-tokenize.js (Rust `tokenizers` via
-@anush008/tokenizers@0.6.0, installed under /tmp):
+`npm install --prefix /tmp/hftok @anush008/tokenizers@0.6.0`):
 
   python3 tests/tokenizer/data/gen_extra_cases.py > /tmp/extra-in.jsonl
-  node ../shared/tools/hf-tokenize.js /tmp/tok-notrunc.json /tmp/extra-in.jsonl \
+  NODE_PATH=/tmp/hftok/node_modules node ../shared/tools/hf-tokenize.js /tmp/tok-notrunc.json /tmp/extra-in.jsonl \
        tests/tokenizer/data/extra-cases.jsonl
 
 where /tmp/tok-notrunc.json is MiniLM's tokenizer.json with truncation and padding

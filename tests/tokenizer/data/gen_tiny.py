@@ -5,10 +5,11 @@ extends a special token) and the texts of tiny-cases.jsonl. The ids come from th
 reference (see gen_extra_cases.py):
 
   python3 tests/tokenizer/data/gen_tiny.py /tmp/tiny-in.jsonl
-  node ../shared/tools/hf-tokenize.js tests/tokenizer/data/tiny/tokenizer.json \
+  NODE_PATH=/tmp/hftok/node_modules node ../shared/tools/hf-tokenize.js tests/tokenizer/data/tiny/tokenizer.json \
        /tmp/tiny-in.jsonl tests/tokenizer/data/tiny-cases.jsonl"""
 import json
 import os
+import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +41,14 @@ texts = ["", "a", "abc", "abbbb", "abbbbb", "ABBBB", "ÁBBBB", "hello world", "h
          "b\tc", "[MASK]", "[MASK]x", "[MASK]xx", "[MASK]x[MASK]", "[mask]", "[CLS][SEP]",
          "Tag<ent>Hi", "t a g", "ta g", "tagtag", "xxxxx", "xxxxxx", "é", "e\u0301", "中a",
          "a\x00b", "<ent><ent>", " <ent> ", "Hi Hi Hi", "HiHi", "b cb c", "B\u00a0C", "b\u3000c"]
+# seeded random mixes of the added tokens, whitespace of every kind and word characters
+pool = ["<ent>", "Hi", "Tag", "TAG", "b c", "B C", "[MASK]", "[MASK]x", "[SEP]", "<en", " ",
+        "  ", "\t", "\n", "\r", "\u0085", "\u00a0", "\u3000", "\u2028", "a", "b", "c", "x",
+        "_", "é", "\u0301", "中", ".", ",", "<", ">", "1", "ß", "İ", "\u200b", "\x00", "hello",
+        "tag", "H", "i", "t", "g"]
+rnd = random.Random(20261125)
+for _ in range(300):
+    texts.append("".join(rnd.choice(pool) for _ in range(rnd.randint(1, 20))))
 with open(sys.argv[1], "w") as f:
     for t in texts:
         f.write(json.dumps({"text": t}) + "\n")
