@@ -10,7 +10,7 @@
  *   3. persistent tier: 100k 384-d vectors written, then read back by a fresh
  *      process (single gets and batch gets).
  *
- * Usage: bench_cache [--quick] [--only hot|trace|reindex|persist]
+ * Usage: bench_cache [--quick] [--keys N (hot path: one key count)] [--only hot|trace|reindex|persist]
  * (run from the repository root so ../shared is found, or set AE_SOURCE_DIR). */
 #define _GNU_SOURCE
 #include "astembed.h"
@@ -631,11 +631,13 @@ static int bench_persist(void) {
 
 int main(int argc, char **argv) {
   const char *only = NULL;
+  int hot_keys = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--keys") && i + 1 < argc) hot_keys = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else {
-      fprintf(stderr, "usage: bench_cache [--quick] [--only hot|trace|reindex|persist]\n");
+      fprintf(stderr, "usage: bench_cache [--quick] [--keys N] [--only hot|trace|reindex|persist]\n");
       return 2;
     }
   }
@@ -648,9 +650,12 @@ int main(int argc, char **argv) {
            sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   int ok = 1;
   if (!only || !strcmp(only, "hot")) {
-    ok &= bench_hot(1000);
-    ok &= bench_hot(10000);
-    ok &= bench_hot(100000);
+    if (hot_keys > 0) ok &= bench_hot(hot_keys);
+    else {
+      ok &= bench_hot(1000);
+      ok &= bench_hot(10000);
+      ok &= bench_hot(100000);
+    }
   }
   if (!only || !strcmp(only, "trace")) ok &= bench_traces();
   if (!only || !strcmp(only, "reindex")) ok &= bench_reindex();

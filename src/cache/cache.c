@@ -49,6 +49,7 @@
 #define MAX_SHARDS 64
 #define MAX_DIM (1u << 20)
 #define SWEEP_BUDGET 256 /* expired entries removed per maintenance step, at most */
+#define PERSIST_CHUNK 64 /* get_many: persistent lookups promoted per round */
 
 struct link { struct link *prev, *next; };
 
@@ -620,6 +621,7 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
     return ae__error(AE_EINVAL, "cache get_many: NULL argument or dim 0");
   size_t nmiss = 0, nhit = 0;
   size_t *miss = NULL;
+  uint64_t *khs = NULL;
   uint8_t (*hs)[16] = NULL;
   int *pst = NULL;
   float **outs = NULL;
@@ -641,12 +643,13 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
     if (status[i] != AE_EMISS || !c->persist) continue;
     if (!miss) {
       miss = ae__malloc(n * sizeof *miss);
+      khs = ae__malloc(n * sizeof *khs);
       hs = ae__malloc(n * sizeof *hs);
       pst = ae__malloc(n * sizeof *pst);
       outs = ae__malloc(n * sizeof *outs);
-      if (!miss || !hs || !pst || !outs) { /* no batch: these misses stay misses */
-        ae__free(miss); ae__free(hs); ae__free(pst); ae__free(outs);
-        miss = NULL; hs = NULL; pst = NULL; outs = NULL;
+      if (!miss || !khs || !hs || !pst || !outs) { /* no batch: these misses stay misses */
+        ae__free(miss); ae__free(khs); ae__free(hs); ae__free(pst); ae__free(outs);
+        miss = NULL; khs = NULL; hs = NULL; pst = NULL; outs = NULL;
         pthread_mutex_lock(&s->mu);
         account(s, AE_EMISS, t0, 0);
         pthread_mutex_unlock(&s->mu);
@@ -656,25 +659,30 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, h);
     memcpy(hs[nmiss], canon.digest, 16);
+    khs[nmiss] = kh;
     outs[nmiss] = out + i * dim;
     miss[nmiss++] = i;
   }
-  if (nmiss) {
-    ae__persist_get_many(c->persist, nmiss, (const uint8_t (*)[16])hs, outs, (uint32_t)dim, pst);
-    for (size_t j = 0; j < nmiss; j++) {
+  /* Persistent lookups in chunks, each promoted into the memory tier right away
+   * while its vectors are still in the CPU cache (a whole batch of 384-d rows would
+   * not fit in L2, and promotion re-reads every vector). */
+  for (size_t j0 = 0; j0 < nmiss; j0 += PERSIST_CHUNK) {
+    size_t j1 = nmiss - j0 < PERSIST_CHUNK ? nmiss : j0 + PERSIST_CHUNK;
+    ae__persist_get_many(c->persist, j1 - j0, (const uint8_t (*)[16])hs + j0, outs + j0,
+                         (uint32_t)dim, pst + j0);
+    for (size_t j = j0; j < j1; j++) {
       size_t i = miss[j];
       uint64_t t0 = sample_start();
       int rc = pst[j];
       if (rc == AE_OK) {
         XXH128_canonical_t canon;
         memcpy(canon.digest, hs[j], 16);
-        size_t klen = strlen(keys[i]);
-        insert_hashed(c, keys[i], klen, XXH3_64bits(keys[i], klen),
-                      XXH128_hashFromCanonical(&canon), out + i * dim, dim, 0);
+        insert_hashed(c, keys[i], strlen(keys[i]), khs[j], XXH128_hashFromCanonical(&canon),
+                      out + i * dim, dim, 0);
         nhit++;
       }
       status[i] = rc;
-      shard_t *s = shard_of(c, XXH3_64bits(keys[i], strlen(keys[i])));
+      shard_t *s = shard_of(c, khs[j]);
       pthread_mutex_lock(&s->mu);
       account(s, rc, t0, 1);
       pthread_mutex_unlock(&s->mu);
@@ -682,6 +690,7 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
   }
   ae__free(outs);
   ae__free(miss);
+  ae__free(khs);
   ae__free(hs);
   ae__free(pst);
   if (hits) *hits = nhit;
