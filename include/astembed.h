@@ -228,8 +228,12 @@ int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t conte
 int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
                  float *out, size_t dim);
 /* n gets at once; out is n * dim, status[i] gets AE_OK / AE_EMISS / ... per item.
- * Memory misses are read from the persistent tier in one transaction (much faster
- * than n single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
+ * The memory tier is looked up shard by shard with the items' memory prefetched
+ * ahead (repeated keys keep their order; each item's result is what a single get in
+ * item order gives, except that a hit through another key's identical content may
+ * see that key's eviction or invalidation by a later item of the same batch).
+ * Memory misses are read from the persistent tier in one pass (much faster than n
+ * single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
 int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
                       const char *const *contents, const size_t *content_lens,
                       float *out, size_t dim, int *status, size_t *hits);
