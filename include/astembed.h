@@ -72,18 +72,27 @@ void ae_set_allocator(const ae_allocator *alloc);
 
 typedef struct ae_tokenizer ae_tokenizer;
 
-/* Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present,
- * else vocab.txt + tokenizer_config.json. */
+/* Loads the tokenizer of a Hugging Face model folder: tokenizer.json when present
+ * (BertNormalizer, BertPreTokenizer, WordPiece, TemplateProcessing/BertProcessing,
+ * added tokens), else vocab.txt + tokenizer_config.json (+ special_tokens_map.json)
+ * configured as transformers' BertTokenizerFast. Other tokenizer types (BPE, Unigram,
+ * other normalisers or pre-tokenizers) fail with AE_EUNSUPPORTED naming the file;
+ * malformed files with AE_EFORMAT naming the file and the member. */
 int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
 void ae_tokenizer_free(ae_tokenizer *tok);
 
-/* Tokenizes UTF-8 text (invalid bytes are replaced by U+FFFD) into ids with the
- * post-processor's special tokens ([CLS] ... [SEP]). max_len 0 = no truncation;
- * otherwise the result has at most max_len ids, keeping [CLS] and [SEP].
+/* Tokenizes UTF-8 text exactly as Hugging Face's tokenizers library does (invalid
+ * bytes are replaced by U+FFFD first) into ids with the post-processor's special
+ * tokens ([CLS] ... [SEP]). max_len 0 = no truncation; otherwise the result has at
+ * most max_len ids, keeping [CLS] and [SEP] and the first max_len - 2 pieces
+ * (AE_ERANGE when max_len cannot hold the special tokens).
  * *ids is allocated with the library allocator; free it with ae_free.
- * *truncated (may be NULL) is set to 1 when tokens were dropped. */
+ * *truncated (may be NULL) is set to 1 when tokens were dropped.
+ * The tokenizer is read-only after load: any number of threads may encode with it
+ * at the same time. */
 int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len,
                         size_t max_len, int32_t **ids, size_t *n_ids, int *truncated);
+/* Largest id + 1, added tokens included. */
 size_t ae_tokenizer_vocab_size(const ae_tokenizer *tok);
 /* Token string of an id, or NULL when out of range. */
 const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id);
@@ -157,106 +166,191 @@ typedef struct ae_cache ae_cache;
 
 enum { AE_CACHE_LRU = 0, AE_CACHE_TINYLFU = 1 };
 
+/* Content-addressed embedding cache. A key (file path or node id) maps to the
+ * XXH3-128 hash of its content with the model fingerprint mixed in; the vector is
+ * stored once per hash however many keys share it (reference counted). A get hits
+ * only for the same content under the same model fingerprint and only unexpired.
+ * Limits (entries = keys, bytes = vectors + keys + bookkeeping) hold exactly at all
+ * times. Thread-safe: keys are spread over lock shards; each shard runs its own
+ * policy (true LRU, or W-TinyLFU) over max_entries / shards entries, so with
+ * shards = 1 the whole cache is one exact LRU / W-TinyLFU. */
 typedef struct {
   size_t max_entries;            /* maxEntries, default 1000 */
   size_t max_memory_mb;          /* maxMemoryMB, default 100 */
+  size_t max_bytes;              /* exact byte limit; 0 = max_memory_mb * 2^20 (default) */
   uint32_t ttl_seconds;          /* ttlSeconds, default 3600, 0 = no expiry */
-  int enable_content_validation; /* default 1 */
+  int enable_content_validation; /* default 1; 0 = a key hits whatever content it had */
   uint32_t maintenance_interval_ms; /* default 300000, 0 = no background thread */
   int policy;                    /* AE_CACHE_LRU (default) or AE_CACHE_TINYLFU */
-  const char *persist_path;      /* SQLite file of the persistent tier, NULL = none */
-  size_t persist_max_mb;         /* size cap of the persistent tier, 0 = unlimited */
+  unsigned shards;               /* lock shards (power of two, <= 64); 0 = auto:
+                                    1 below 2048 entries, then up to 16 */
+  /* Persistent tier (SQLite, WAL), keyed by (model fingerprint, content hash). */
+  const char *persist_path;      /* SQLite file, NULL = memory only */
+  size_t persist_max_mb;         /* size cap (vector bytes + row overhead), 0 = unlimited */
+  uint32_t persist_batch_count;  /* commit pending writes at this many (0 = 256) */
+  uint32_t persist_batch_ms;     /* ... or when the oldest is this old (0 = 1000) */
+  int persist_sync_full;         /* 1 = synchronous=FULL (a commit survives power loss);
+                                    default 0 = NORMAL (a commit survives a process
+                                    crash / SIGKILL, the last ones may be lost on power
+                                    loss) */
+  int persist_no_prefetch;       /* default 0: the first lookup that reaches the
+                                    database bulk-loads this model's stored vectors
+                                    (one sequential scan, at most max_bytes of them)
+                                    so a cold process serves them at memory speed;
+                                    1 = one query per lookup */
 } ae_cache_config;
 
 typedef struct {
   uint64_t requests, hits, misses;
   double hit_ratio, miss_ratio;
-  double average_access_time_ns;
-  uint64_t entries, bytes, evictions, expirations, invalidations;
-  double memory_efficiency;      /* vector bytes / total bytes */
-  double performance_score;      /* see src/cache for the formula */
-  uint64_t persist_hits, persist_writes, persist_errors, persist_rejected;
+  double average_access_time_ns; /* mean wall time of a get (1-in-16 sample) */
+  uint64_t entries, bytes, vectors, evictions, expirations, invalidations;
+  double memory_efficiency;      /* vector payload bytes / total bytes */
+  /* performance_score = 100 * (0.6 * hit_ratio + 0.2 * memory_efficiency
+   *                            + 0.2 * 1000 / (1000 + average_access_time_ns)):
+   * hits dominate; a get of 1 us costs half of the speed share. 0 before any get. */
+  double performance_score;
+  /* persistent tier */
+  int persist_enabled;           /* 1 while the SQLite tier is in use */
+  int persist_status;            /* AE_OK, or the status that disabled / last failed it */
+  char persist_error[256];       /* detail of persist_status, "" when none */
+  uint64_t persist_hits, persist_writes, persist_errors, persist_rejected,
+           persist_pending, persist_pruned;
 } ae_cache_metrics;
 
 void ae_cache_config_default(ae_cache_config *cfg);
+/* Creates the cache. When the persistent tier cannot be used (unwritable, locked or
+ * corrupt file) the cache is still created and works in memory: ae_cache_new returns
+ * AE_OK, ae_cache_persist_status() returns the failure and ae_last_error() /
+ * metrics.persist_error give the detail. */
 int ae_cache_new(const ae_cache_config *cfg, const uint8_t model_fingerprint[16],
                  ae_cache **out);
+/* Flushes pending persistent writes, stops and joins the maintenance thread. */
 void ae_cache_free(ae_cache *c);
-/* key: file path or node id; content: the text embedded. */
+/* key: file path or node id; content: the text embedded. Refuses dim 0 and
+ * non-finite values (AE_EINVAL); AE_ERANGE when one entry exceeds the byte limit;
+ * AE_ENOMEM leaves the cache as it was minus the key's previous entry. */
 int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t content_len,
                  const float *vec, size_t dim);
-/* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss. */
+/* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss,
+ * AE_EMISMATCH when the stored vector's dimension differs from dim. A memory miss
+ * reads through to the persistent tier and promotes what it finds. */
 int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
                  float *out, size_t dim);
+/* n gets at once; out is n * dim, status[i] gets AE_OK / AE_EMISS / ... per item.
+ * The memory tier is looked up shard by shard with the items' memory prefetched
+ * ahead (repeated keys keep their order; each item's result is what a single get in
+ * item order gives, except that a hit through another key's identical content may
+ * see that key's eviction or invalidation by a later item of the same batch).
+ * Memory misses are read from the persistent tier in one pass (much faster than n
+ * single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
+int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
+                      const char *const *contents, const size_t *content_lens,
+                      float *out, size_t dim, int *status, size_t *hits);
+/* AE_OK, or AE_ENOTFOUND when the key is not cached. */
 int ae_cache_delete(ae_cache *c, const char *key);
-/* One bounded maintenance step by hand (expiry sweep, persistent flush/prune). */
+/* One bounded maintenance step (expiry sweep of at most a few hundred entries,
+ * persistent flush when due, prune past the size cap). The background thread runs
+ * the same step every maintenance_interval_ms. */
 int ae_cache_maintain(ae_cache *c);
-/* Shrinks the in-memory tier to at most fraction (0..1) of its byte limit. */
+/* Shrinks the in-memory tier to at most fraction (0..1) of its byte and entry limits
+ * (the memory processor's cleanup hook). */
 int ae_cache_shrink(ae_cache *c, double fraction);
-/* Flushes pending persistent writes. */
+/* Commits pending persistent writes and last-access updates. */
 int ae_cache_flush(ae_cache *c);
+/* AE_OK when the persistent tier works or is not configured; else its failure. */
+int ae_cache_persist_status(ae_cache *c);
 void ae_cache_metrics_get(ae_cache *c, ae_cache_metrics *m);
-/* JSON text of the metrics, allocated; free with ae_free. */
+/* JSON text of the metrics (camelCase names: hitRatio, performanceScore, ...),
+ * allocated; free with ae_free. NULL on allocation failure. */
 char *ae_cache_metrics_json(ae_cache *c);
 
 /* ======================================================================== */
 /* Resource probes (src/probe)                                               */
 /* ======================================================================== */
 
+/* One reading of the process and its memory budget. Values a machine cannot provide
+ * (no /proc/pressure, no cgroup, ...) are -1 (percentages) or 0 (bytes), and the
+ * probe says once, through its log hook, which source is missing. */
 typedef struct {
-  double process_cpu_pct;     /* Δ(utime+stime) / (Δwall × cores) × 100 */
-  double system_cpu_pct;      /* from /proc/stat */
-  double load1, load5, load15;
-  uint64_t rss_bytes;
-  uint64_t available_bytes;   /* min(MemAvailable, cgroup memory.max - memory.current) */
-  uint64_t limit_bytes;       /* cgroup memory.max, or MemTotal when unlimited */
-  double memory_pct;          /* used relative to limit_bytes × 100 */
-  double psi_some_avg10, psi_full_avg10; /* -1 when unavailable */
-  int have_cgroup, have_psi;
+  double process_cpu_pct;     /* Δ(utime+stime) / (Δwall × cores) × 100; the first
+                                 reading averages over the process lifetime; -1 n/a */
+  double system_cpu_pct;      /* busy share of all CPUs from /proc/stat deltas; -1 n/a */
+  double load1, load5, load15;/* /proc/loadavg; -1 n/a */
+  uint64_t rss_bytes;         /* /proc/self/statm resident pages × page size */
+  uint64_t available_bytes;   /* min(MemAvailable, cgroup limit - working set) */
+  uint64_t limit_bytes;       /* the tightest cgroup memory limit, or MemTotal */
+  double memory_pct;          /* (limit - available) / limit × 100; -1 n/a */
+  double psi_some_avg10, psi_full_avg10; /* memory PSI; -1 when unavailable */
+  int have_cgroup;            /* 1 when a cgroup memory limit bounds the reading */
+  int cgroup_version;         /* 2, 1 (v1 memory controller) or 0 (none found) */
+  int have_psi;
 } ae_probe_reading;
 
 typedef struct ae_probe ae_probe;
 /* Reads files through read_file when set (tests script readings); NULL = the real
- * /proc and /sys/fs/cgroup. read_file returns a malloc'd NUL-terminated string or NULL. */
+ * /proc and /sys/fs/cgroup. read_file returns a NUL-terminated string allocated with
+ * libc malloc (the probe frees it with free) or NULL when the file does not exist. */
 typedef char *(*ae_probe_read_fn)(const char *path, void *ud);
+
+typedef struct {
+  ae_probe_read_fn read_file; void *read_ud;     /* NULL = real files */
+  uint64_t (*now_ns)(void *ud); void *now_ud;    /* NULL = CLOCK_MONOTONIC */
+  int cores;                  /* 0 = CPUs in this process's affinity mask */
+  long clk_tck;               /* 0 = sysconf(_SC_CLK_TCK) */
+  void (*log)(void *ud, const char *msg); void *log_ud; /* NULL = one stderr line */
+} ae_probe_options;
+
 int ae_probe_new(ae_probe_read_fn read_file, void *ud, ae_probe **out);
+int ae_probe_new_ex(const ae_probe_options *opts, ae_probe **out);
 void ae_probe_free(ae_probe *p);
+/* Thread-safe. Fails only on bad arguments; missing sources degrade (see above). */
 int ae_probe_read(ae_probe *p, ae_probe_reading *r);
 
 /* ======================================================================== */
 /* DynamicBatchOptimizer (src/batchopt)                                      */
 /* ======================================================================== */
 
+/* Learns the batch size (and the token budget per batch) that maximises a score of
+ * throughput, resource use and stability; see src/batchopt/batchopt.c for the search.
+ * Usage: loop { recommend(); run a batch of at most batch_size items and at most
+ * token_budget tokens; record(the batch as run) }. Not thread-safe. */
 typedef struct ae_batchopt ae_batchopt;
 
 typedef struct {
   int min_batch_size;        /* 1 */
   int max_batch_size;        /* 128 */
-  double target_cpu_usage;   /* 70 */
-  double target_memory_usage;/* 75 */
-  int min_samples;           /* 10 */
-  int history_retention;     /* 100 */
-  double aggressiveness;     /* 0.3 */
-  int max_tokens;            /* token budget ceiling per batch, 0 = derived */
+  double target_cpu_usage;   /* 70 (%) */
+  double target_memory_usage;/* 75 (%) */
+  int min_samples;           /* 10: batches of exploration before exploiting */
+  int history_retention;     /* 100 samples kept */
+  double aggressiveness;     /* 0.3, in (0, 1]: step sizes, growth and back-off */
+  int max_tokens;            /* token budget ceiling per batch, 0 = no ceiling */
 } ae_batchopt_config;
 
 typedef struct {
-  int batch_size, tokens;
-  double processing_time_ms, cpu_usage, memory_usage;
-  int success, items_processed;
+  int batch_size, tokens;    /* items and tokens in the batch as run */
+  double processing_time_ms; /* > 0 */
+  double cpu_usage, memory_usage; /* %, -1 = unknown */
+  int success;               /* 0 = the whole batch failed (e.g. out of memory) */
+  int items_processed;       /* items that succeeded */
 } ae_batch_sample;
 
 typedef struct {
-  int batch_size;
-  int token_budget;
+  int batch_size;            /* size of the next batch, in [min, max] */
+  int token_budget;          /* most tokens for the next batch, >= 1 */
+  int best_batch_size;       /* current estimate of the best size (batch_size may be
+                                a probe around it) */
   double confidence;         /* 0..1 */
   char reason[256];
 } ae_batch_recommendation;
 
 typedef struct {
-  double average_throughput_items, average_throughput_tokens;
-  double average_batch_size, optimization_score, resource_utilization;
+  double average_throughput_items, average_throughput_tokens; /* per second */
+  double average_batch_size, optimization_score; /* score 0..1 */
+  double resource_utilization; /* mean of cpu/target and memory/target; 1 = on target */
   char trend[16];            /* "improving", "stable", "degrading" */
+  int samples;               /* retained samples */
 } ae_batch_analytics;
 
 void ae_batchopt_config_default(ae_batchopt_config *cfg);
@@ -279,55 +373,362 @@ enum { AE_APPROACH_SEQUENTIAL = 0, AE_APPROACH_PARALLEL = 1 };
 typedef struct {
   const char *name;
   int max_batch_size;
-  int approach;
-  double memory_overhead, cpu_overhead;
-  int cleanup_frequency;
+  int approach;               /* AE_APPROACH_* */
+  double memory_overhead, cpu_overhead; /* advisory cost factors (reported) */
+  int cleanup_frequency;      /* cleanup after this many items, 0 = never by count */
 } ae_strategy;
 
 typedef struct {
   ae_strategy strategies[AE_STRAT_COUNT];
-  double critical, high, normal, low;   /* memory % thresholds: 85, 70, 55, 35 */
-  uint32_t monitoring_interval_ms;
-  double cleanup_threshold, gc_threshold;
+  /* memory % thresholds, with hysteresis: a strategy is tightened as soon as memory
+   * reaches critical (streaming), high (conservative) or normal (balanced); it is
+   * relaxed one level only once memory falls below the next threshold down
+   * (streaming below high, conservative below normal, balanced below low). */
+  double critical, high, normal, low;   /* 85, 70, 55, 35 */
+  uint32_t monitoring_interval_ms;      /* least time between pressure reads; 0 = before
+                                           every batch (default 100) */
+  double cleanup_threshold;             /* memory % at or above which each read is
+                                           followed by a cleanup (80) */
+  double gc_threshold;                  /* memory % at or above which malloc_trim(0)
+                                           runs after each batch (75) */
   int threads;                          /* parallel approach pool size, 0 = CPUs */
   ae_probe *probe;                      /* NULL = a real probe owned by the processor */
 } ae_memproc_config;
 
-/* fn processes items[first .. first+count) and writes each item's status into
- * status[0..count). Returns AE_OK unless the whole batch failed. */
+/* fn processes items [first, first+count) and writes each item's status into
+ * status[0..count) (pre-set to AE_OK). Returns AE_OK unless the whole batch failed,
+ * in which case every item of the batch is failed with the returned status. Under the
+ * parallel approach fn runs concurrently on pool threads. Each item is passed to fn
+ * exactly once. */
 typedef int (*ae_batch_fn)(void *ctx, size_t first, size_t count, int *status);
 
+/* All callbacks run on the thread that called ae_memproc_process, never concurrently. */
 typedef struct {
   void (*progress)(void *ud, size_t done, size_t total);
   void (*strategy_change)(void *ud, int from, int to, double memory_pct);
-  void (*memory_warning)(void *ud, double memory_pct);
+  void (*memory_warning)(void *ud, double memory_pct); /* on rising to high/critical */
   void (*cleanup)(void *ud);            /* e.g. shrink the cache */
+  /* Each finished batch, in submission (ascending item) order. */
+  void (*batch_done)(void *ud, size_t first, size_t count, const int *status,
+                     double elapsed_ms);
+  /* How many items starting at first form the next batch, given the strategy's
+   * max_count (result clamped to [1, max_count]): lets the caller apply the batch
+   * optimizer's size and token budget. NULL = max_count. */
+  size_t (*batch_limit)(void *ud, size_t first, size_t max_count);
   void *ud;
 } ae_memproc_callbacks;
 
 typedef struct {
   size_t processed, succeeded, failed;
-  size_t *failed_index;                 /* failed items, ascending; free with ae_free */
-  int *failed_status;
+  size_t *failed_index;                 /* failed items, ascending; free with */
+  int *failed_status;                   /* ae_memproc_result_free */
   int strategy_changes, cleanups;
-  double peak_memory_pct, average_memory_pct;
+  double peak_memory_pct, average_memory_pct; /* over the pressure reads; -1 n/a */
   double elapsed_ms;
   int final_strategy;
+  size_t batches;
 } ae_memproc_result;
 
 void ae_memproc_config_default(ae_memproc_config *cfg);
 int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
 void ae_memproc_free(ae_memproc *m);
+/* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). AE_ENOMEM
+ * before anything ran when the n item statuses cannot be allocated, or after the run
+ * when the failed-item lists cannot be (the counts stay valid, the lists are NULL). */
 int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
                        const ae_memproc_callbacks *cb, ae_memproc_result *res);
 void ae_memproc_result_free(ae_memproc_result *res);
 int ae_memproc_current_strategy(const ae_memproc *m);
+/* Strategy for a memory % given the current one (the hysteresis rule above). */
+int ae_memproc_strategy_for(const ae_memproc_config *cfg, int current, double memory_pct);
 
 /* ======================================================================== */
 /* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
 /* ======================================================================== */
 
-/* (defined by the generator module) */
+/* ---- Annotations and the text that gets embedded (src/text) ---- */
+
+/* One code annotation, as the original's JSONL (nodeId, signature, summary,
+ * sourceSnippet, metadata{file_path,start_line,end_line,node_type,language}) or its
+ * SQLite `annotations` table. Strings are UTF-8, never NULL once loaded ("" when
+ * absent); lines are 0 when unknown. */
+typedef struct {
+  const char *node_id;
+  const char *file_path;
+  int start_line, end_line;
+  const char *node_type;
+  const char *language;     /* from metadata, else guessed from the file extension */
+  const char *signature;
+  const char *summary;
+  const char *snippet;
+} ae_annotation;
+
+/* A loaded list of annotations that owns its strings. */
+typedef struct ae_annotation_set ae_annotation_set;
+/* Called for each input record that cannot be used (bad JSON, missing nodeId, wrong
+ * field type, ...): where = "FILE:LINE" or "FILE:node_id", message names the problem.
+ * Loading goes on with the next record. */
+typedef void (*ae_input_error_fn)(void *ud, const char *where, const char *message);
+
+/* Reads JSONL annotations ("-" = stdin). Fails only when the file cannot be read. */
+int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void *ud,
+                              ae_annotation_set **out);
+/* Reads the original's SQLite `annotations` table (node_id, file_path, start_line,
+ * end_line, node_type, signature, metadata JSON with summary [, sourceSnippet,
+ * language]). */
+int ae_annotations_load_db(const char *path, ae_input_error_fn on_error, void *ud,
+                           ae_annotation_set **out);
+size_t ae_annotation_set_count(const ae_annotation_set *s);
+const ae_annotation *ae_annotation_set_items(const ae_annotation_set *s);
+/* Number of records rejected while loading. */
+size_t ae_annotation_set_rejected(const ae_annotation_set *s);
+void ae_annotation_set_free(ae_annotation_set *s);
+
+/* How an annotation becomes the text that is embedded:
+ * "Signature: <sig> | Summary: <summary> | Code: <code>" (empty parts left out).
+ * signature: whitespace collapsed, one leading modifier (export, public, private,
+ *   protected, static, async, pub, ...) and the word `function ` removed, `=>` spaced,
+ *   parameter type annotations removed (defaults kept);
+ * summary: markdown emphasis (*x*, **x**, `x`) and a leading "This function/method/
+ *   class" removed, whitespace collapsed;
+ * code: comments removed according to the language (Python and shell: #, strings
+ *   respected; C-like: // and slash-star; unknown: all three), `#include`/`#[...]`/
+ *   `#!` lines always kept, whitespace collapsed. `_` is never touched.
+ * The text is then truncated on tokens at the model's max length by the tokenizer;
+ * max_code_chars only bounds the work spent on huge snippets. */
+typedef struct {
+  int include_signature;    /* default 1 */
+  int include_summary;      /* default 1 */
+  int include_code;         /* default 1 */
+  int strip_comments;       /* default 1 */
+  size_t max_code_chars;    /* default 65536, 0 = unlimited */
+} ae_text_options;
+
+void ae_text_options_default(ae_text_options *o);
+/* Builds the text of one annotation into *text (allocated; free with ae_free).
+ * *code_capped (may be NULL) is set when max_code_chars cut the code.
+ * AE_EINVAL (with detail naming the node) when nothing is left to embed. */
+int ae_annotation_text(const ae_annotation *a, const ae_text_options *o, char **text,
+                       size_t *len, int *code_capped);
+/* The cleaning steps on their own (allocated; free with ae_free). */
+char *ae_clean_signature(const char *sig);
+char *ae_clean_summary(const char *summary);
+char *ae_clean_code(const char *code, const char *language);
+
+/* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
+
+/* Schema (PRAGMA user_version 1, WAL):
+ *   annotations(node_id PK, file_path, start_line, end_line, node_type, language,
+ *               signature, summary, snippet, text_hash, updated_at)
+ *   vectors(id, node_id, fingerprint, text_hash, dim, vec float32 blob,
+ *           UNIQUE(node_id, fingerprint))  -- current iff text_hash = the annotation's
+ *   models(fingerprint PK, name, dir, dim, created_at, last_used_at)
+ *   meta(key PK, value)                    -- 'generation' bumps on every change
+ * Every batch is written in one transaction, so a SIGKILL at any moment leaves the
+ * database consistent and a rerun recomputes only what is missing. */
+typedef struct ae_store ae_store;
+
+#define AE_STORE_DEFAULT_PATH ".astembed/index.db"
+
+/* Opens (creating it and its folder when needed) or fails with a message naming the
+ * file: unreadable, not a database, newer schema. read_only: never creates. */
+int ae_store_open(const char *path, int read_only, ae_store **out);
+void ae_store_close(ae_store *s);
+
+/* XXH3-128 of the embedded text: what decides whether a node must be re-embedded. */
+void ae_text_hash(const char *text, size_t len, uint8_t out[16]);
+
+/* Records the model (its folder, made absolute, so `query` finds it). */
+int ae_store_register_model(ae_store *s, const uint8_t fp[16], const char *name,
+                            const char *dir, int dim);
+/* The most recently used model (or fp's when fp_in is non-NULL): folder (allocated,
+ * ae_free), fingerprint, dim. AE_ENOTFOUND when none. */
+int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16], int *dim);
+
+/* Vector of node_id for model fp when its stored text hash is h: AE_OK (and
+ * *same_node = 1); else the vector of any node with the same text under fp
+ * (*same_node = 0); else AE_EMISS. out has room for dim floats. */
+int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
+                    const uint8_t h[16], float *out, int dim, int *same_node);
+
+/* Batch writes: begin, put (annotation row upserted, written only when it changed;
+ * vector upserted when vec is non-NULL), commit. rollback discards the batch. */
+int ae_store_begin(ae_store *s);
+int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
+                 const uint8_t fp[16], const float *vec, int dim);
+int ae_store_commit(ae_store *s);
+void ae_store_rollback(ae_store *s);
+
+/* --prune: for every file that occurs in items, deletes the stored nodes of that file
+ * that are not among items (and vectors left without an annotation). */
+int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *deleted);
+
+/* Calls fn for every recorded model, most recently used first. */
+typedef void (*ae_model_row_fn)(void *ud, const uint8_t fp[16], const char *name,
+                                const char *dir, int dim, int64_t last_used_at);
+int ae_store_list_models(ae_store *s, ae_model_row_fn fn, void *ud);
+
+typedef struct {
+  uint64_t annotations, vectors, current_vectors, models, files;
+  uint64_t db_bytes, generation;
+} ae_store_stats;
+int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
+
+/* Exact cosine search over every current vector of model fp. The vectors are held
+ * as one contiguous row-normalised matrix (cached per store handle and in a snapshot
+ * file beside the database, rebuilt when the generation changes), scored with one
+ * GEMV (SIMD, all CPUs) and the top k picked with a min-heap. */
+typedef struct {
+  char *node_id, *file_path, *node_type, *signature, *summary, *snippet;
+  int start_line, end_line;
+  float score;
+} ae_search_hit;
+
+int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
+                    size_t k, float min_score, ae_search_hit **hits, size_t *n_hits);
+void ae_search_hits_free(ae_search_hit *hits, size_t n);
+/* Rows in the model's matrix (loads it). */
+int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
+
+/* ---- OptimizedEmbeddingGenerator (src/generator) ---- */
+
+/* One configuration, four sections, each of which can be disabled. As JSON (keys as
+ * in the seed; see config/production.json and config/development.json):
+ *   {"preset": "production",           (optional: start from a preset)
+ *    "model": {"enabled", "path", "threads", "maxLength",
+ *              "text": {"includeSignature", "includeSummary", "includeCode",
+ *                       "stripComments", "maxCodeChars"}},
+ *    "cache": {"enabled", "maxEntries", "maxMemoryMB", "ttlSeconds",
+ *              "enableContentValidation", "maintenanceInterval", "policy",
+ *              "persistPath", "persistMaxMB"},
+ *    "batchOptimizer": {"enabled", "minBatchSize", "maxBatchSize", "targetCpuUsage",
+ *              "targetMemoryUsage", "minSamples", "historyRetention",
+ *              "aggressiveness", "maxTokens"},
+ *    "memoryProcessor": {"enabled", "memoryLimitMB", "monitoringInterval",
+ *              "cleanupThreshold", "gcThreshold", "threads",
+ *              "thresholds": {"critical", "high", "normal", "low"},
+ *              "strategies": {"streaming"|"conservative"|"balanced"|"aggressive":
+ *                 {"maxBatchSize", "approach", "memoryOverhead", "cpuOverhead",
+ *                  "cleanupFrequency"}}}}
+ * Unknown keys, wrong types and out-of-range values are errors naming the key
+ * ("cache.maxEntries: must be in [1, 100000000]"). */
+typedef struct {
+  struct {
+    int enabled;
+    char path[4096];           /* model folder ("" = $ASTEMBED_MODEL / given later) */
+    int threads;               /* 0 = all online CPUs */
+    int max_length;            /* 0 = the model's */
+    ae_text_options text;
+  } model;
+  struct {
+    int enabled;
+    ae_cache_config config;    /* config.persist_path points into persist_path */
+    char persist_path[4096];
+  } cache;
+  struct {
+    int enabled;
+    ae_batchopt_config config;
+  } batch_optimizer;
+  struct {
+    int enabled;
+    ae_memproc_config config;
+    size_t memory_limit_mb;    /* 0 = the machine's (cgroup or RAM) limit */
+  } memory_processor;
+  char preset[32];             /* "" when none */
+} ae_generator_config;
+
+/* The seed's component defaults. */
+void ae_generator_config_default(ae_generator_config *c);
+/* "production" or "development" (AE_EINVAL naming the preset otherwise). */
+int ae_generator_config_preset(ae_generator_config *c, const char *name);
+/* Applies a JSON document on top of c (name: used in errors, e.g. the file path). */
+int ae_generator_config_apply_json(ae_generator_config *c, const char *json, const char *name);
+int ae_generator_config_load_file(ae_generator_config *c, const char *path);
+/* The configuration as JSON (allocated; ae_free). */
+char *ae_generator_config_json(const ae_generator_config *c);
+
+typedef struct ae_generator ae_generator;
+
+/* One result per input annotation, in input order. */
+typedef struct {
+  const char *node_id;   /* the annotation's */
+  float *vector;         /* dim floats, NULL on error; freed by ae_embed_results_free */
+  int from_cache;        /* 0 = embedded now, 1 = memory cache, 2 = the store */
+  int truncated;         /* 1 when the text was cut at the model's max length
+                            (known for items embedded now; 0 for cache hits) */
+  int tokens;            /* tokens embedded (0 for hits) */
+  int status;            /* AE_OK or this item's error */
+  char error[192];       /* the error's detail ("" when ok) */
+} ae_embed_result;
+
+enum { AE_LOG_ERROR = 0, AE_LOG_WARN = 1, AE_LOG_INFO = 2, AE_LOG_DEBUG = 3 };
+/* Log lines: cache evictions, memory strategy changes, optimizer adjustments, ... */
+typedef void (*ae_log_fn)(void *ud, int level, const char *msg);
+/* Progress: done of total items, of which hits came from a cache tier. */
+typedef void (*ae_progress_fn)(void *ud, size_t done, size_t total, size_t hits);
+
+/* The seed's PerformanceMetrics. */
+typedef struct {
+  struct {
+    double hit_ratio, miss_ratio;      /* over lookups: memory cache + store tier */
+    double average_access_time_ns;     /* memory tier (ae_cache) */
+    double memory_efficiency, performance_score; /* memory tier, see src/cache */
+    uint64_t lookups, hits, memory_hits, store_hits, misses;
+    uint64_t entries, bytes, evictions;
+  } cache;
+  struct {
+    double average_batch_size, average_throughput, average_throughput_tokens;
+    double optimization_score, resource_utilization;
+    int recommended_batch_size, token_budget;
+    char trend[16];
+  } batch_optimizer;
+  struct {
+    char current_strategy[16];
+    double memory_usage;               /* last memory % read */
+    double efficiency;                 /* succeeded / processed items */
+    int strategy_changes, cleanups;
+    double peak_memory_pct;
+  } memory_processor;
+  struct {
+    double total_processing_time_ms, average_item_time_ms, error_rate, items_per_second;
+    uint64_t items_processed, embedded, failed, truncated, tokens, batches;
+    double tokenize_ms, encode_ms, store_ms;
+    uint64_t peak_rss_bytes;
+  } overall;
+} ae_performance_metrics;
+
+/* Checks and copies the configuration; nothing is loaded yet. */
+int ae_generator_new(const ae_generator_config *cfg, ae_generator **out);
+/* Optional, before or after init: the store used as the persistent tier and written
+ * to (annotations + vectors, one transaction per batch). Borrowed, not freed. */
+int ae_generator_set_store(ae_generator *g, ae_store *s);
+/* force: ignore the cache tiers and re-embed everything. */
+void ae_generator_set_force(ae_generator *g, int force);
+void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level);
+void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud);
+/* Loads the model and creates the cache, optimizer and memory processor. */
+int ae_generator_init(ae_generator *g);
+int ae_generator_dim(const ae_generator *g);
+void ae_generator_fingerprint(const ae_generator *g, uint8_t fp[16]);
+ae_encoder *ae_generator_encoder(ae_generator *g);
+/* Embeds n annotations into results[n] (see ae_embed_result). Path: store / cache
+ * lookup, misses tokenized and ordered by token length, batches sized by the
+ * optimizer's token budget within the memory processor's strategy, encoder, then
+ * cache and store. One bad annotation never fails the others. Returns AE_OK, or
+ * AE_EINTR after ae_generator_cancel (the batch in flight is committed; the items
+ * not reached get AE_EINTR), or an error when nothing could run. One call at a time
+ * per generator. */
+int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
+                       ae_embed_result *results);
+void ae_embed_results_free(ae_embed_result *results, size_t n);
+/* Async-signal-safe: stop after the batch in flight. */
+void ae_generator_cancel(ae_generator *g);
+int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m);
+char *ae_generator_metrics_json(ae_generator *g);        /* ae_free */
+char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
+/* Maintenance: cache expiry sweep and flush, optimizer recommendation, malloc_trim. */
+int ae_generator_optimize(ae_generator *g);
+void ae_generator_free(ae_generator *g);
 
 #ifdef __cplusplus
 }

@@ -83,20 +83,39 @@ static int emit_final(enc_state *st, uint32_t c) {
 }
 
 /* NFD's canonical ordering: a run of non-starters is stably sorted by combining
- * class before it is filtered and written. Runs are short (usually 1). */
-static int flush_pending(enc_state *st) {
+ * class before it is filtered and written. Runs are short (usually 1), so insertion
+ * sort; a long run (a text of nothing but combining marks) takes a stable counting
+ * sort over the 256 classes instead, keeping the encoder linear on any input. */
+static int sort_pending(enc_state *st) {
   uint32_t *p = st->pend;
   size_t n = st->npend;
-  for (size_t i = 1; i < n; i++) {
-    uint32_t c = p[i];
-    int cc = ae__uc_ccc(c);
-    size_t j = i;
-    while (j > 0 && ae__uc_ccc(p[j - 1]) > cc) { p[j] = p[j - 1]; j--; }
-    p[j] = c;
+  if (n <= 64) {
+    for (size_t i = 1; i < n; i++) {
+      uint32_t c = p[i];
+      int cc = ae__uc_ccc(c);
+      size_t j = i;
+      while (j > 0 && ae__uc_ccc(p[j - 1]) > cc) { p[j] = p[j - 1]; j--; }
+      p[j] = c;
+    }
+    return AE_OK;
   }
+  uint32_t *tmp = ae__malloc(n * sizeof *tmp);
+  if (!tmp) return AE_ENOMEM;
+  size_t start[257] = {0};
+  for (size_t i = 0; i < n; i++) start[ae__uc_ccc(p[i]) + 1]++;
+  for (int c = 0; c < 256; c++) start[c + 1] += start[c];
+  for (size_t i = 0; i < n; i++) tmp[start[ae__uc_ccc(p[i])]++] = p[i];
+  memcpy(p, tmp, n * sizeof *p);
+  ae__free(tmp);
+  return AE_OK;
+}
+
+static int flush_pending(enc_state *st) {
+  if (sort_pending(st)) return AE_ENOMEM;
+  size_t n = st->npend;
   st->npend = 0;
   for (size_t i = 0; i < n; i++)
-    if (emit_final(st, p[i])) return AE_ENOMEM;
+    if (emit_final(st, st->pend[i])) return AE_ENOMEM;
   return AE_OK;
 }
 
@@ -246,18 +265,28 @@ static int pretokenize(enc_state *st, const uint8_t *s, size_t n) {
 
 /* ---- stage 1: added tokens -------------------------------------------------------- */
 
-/* Start of the character that ends at s[i] (exclusive), for look-behind. */
-static size_t prev_char(const uint8_t *s, size_t i) {
+/* The character that ends at s[i] (exclusive), never looking before s[lo]: its start
+ * goes to *start. A stray continuation byte is U+FFFD, as the decoder makes it. */
+static uint32_t prev_char(const uint8_t *s, size_t lo, size_t i, size_t *start) {
   size_t k = i - 1;
-  while (k > 0 && i - k < 4 && (s[k] & 0xC0) == 0x80) k--;
-  return k;
+  while (k > lo && i - k < 4 && (s[k] & 0xC0) == 0x80) k--;
+  uint32_t c;
+  if (k + ae__utf8_decode(s + k, i - k, &c) != i) { k = i - 1; c = 0xFFFD; }
+  *start = k;
+  return c;
 }
 
 /* Leftmost-longest match of an added token of the given kind in s[from..n). */
 static const ae__added_token *find_added(const ae_tokenizer *t, int normalized, const uint8_t *s,
                                          size_t n, size_t from, size_t *pos) {
   const uint8_t *first = t->added_first[normalized];
+  int only = t->added_only_first[normalized];
   for (size_t p = from; p < n; p++) {
+    if (only >= 0) { /* one possible first byte (BERT: '['): let memchr skip ahead */
+      const uint8_t *q = memchr(s + p, only, n - p);
+      if (!q) return NULL;
+      p = (size_t)(q - s);
+    }
     uint8_t b = s[p];
     if (!(first[b >> 3] & (1u << (b & 7)))) continue;
     const ae__added_token *best = NULL;
@@ -278,27 +307,16 @@ static const ae__added_token *find_added(const ae_tokenizer *t, int normalized, 
 static int accept_match(const ae__added_token *a, const uint8_t *s, size_t n, size_t seg,
                         size_t *ms, size_t *me) {
   uint32_t c;
+  size_t j;
   if (a->single_word) {
-    if (*ms > 0) {
-      size_t k = prev_char(s, *ms);
-      ae__utf8_decode(s + k, *ms - k, &c);
-      if (ae__uc_is_word(c)) return 0;
-    }
+    if (*ms > 0 && ae__uc_is_word(prev_char(s, 0, *ms, &j))) return 0;
     if (*me < n) {
       ae__utf8_decode(s + *me, n - *me, &c);
       if (ae__uc_is_word(c)) return 0;
     }
   }
-  if (a->lstrip) {
-    size_t k = *ms;
-    while (k > seg) {
-      size_t j = prev_char(s, k);
-      ae__utf8_decode(s + j, k - j, &c);
-      if (!ae__uc_is_space(c)) break;
-      k = j;
-    }
-    *ms = k;
-  }
+  if (a->lstrip)
+    while (*ms > seg && ae__uc_is_space(prev_char(s, seg, *ms, &j))) *ms = j;
   if (a->rstrip) {
     while (*me < n) {
       size_t len = ae__utf8_decode(s + *me, n - *me, &c);
@@ -380,8 +398,9 @@ int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len, s
   memset(&st, 0, sizeof st);
   st.t = tok;
   st.limit = max_len ? max_len - specials : SIZE_MAX;
-  size_t guess = len / 3 + 8;
+  size_t guess = len / 3 + 8; /* about one id per 3-4 bytes of code; grows if not */
   if (guess > st.limit) guess = st.limit + 1;
+  if (guess > (1u << 16)) guess = 1u << 16;
   st.cap = specials + guess + 1;
   st.ids = ae__malloc(st.cap * sizeof *st.ids);
   int rc = st.ids ? AE_OK : AE_ENOMEM;

@@ -13,6 +13,13 @@ recognised, U+08E2/U+2E43/U+1E944 (9.0) are not.
 Sources: Python's unicodedata for categories and perl's unicore/lib/In/8_0.pl (the
 inversion list of code points assigned as of Unicode 8.0) for ages.
 
+Categories are today's (Python's unicodedata) except for the few assigned characters
+whose general category changed between Unicode 8.0 and today (CHANGED_SINCE_8_0 below).
+That list was found by probing the reference with "a" + c + "b" for every code point
+assigned in 8.0 outside the CJK, Hangul and private-use blocks, under normaliser
+settings that isolate each class (clean_text alone, strip_accents alone), and comparing
+with this table (tests/tokenizer/data/probe_unicode_classes.sh re-runs that check).
+
 Usage: python3 src/tokenizer/gen_unicode_tables.py > src/tokenizer/unicode_tables.h
 """
 import glob
@@ -20,6 +27,16 @@ import sys
 import unicodedata
 
 OTHER, MN, PUNCT = 1, 2, 4
+
+# Unicode 8.0 category of characters whose category has changed since.
+CHANGED_SINCE_8_0 = {
+    0x166D: "Po",   # CANADIAN SYLLABICS CHI SIGN, So since 12.0
+    0x1734: "Mn",   # HANUNOO SIGN PAMUDPOD, Mc since 14.0
+    0x1885: "Lo",   # MONGOLIAN LETTER ALI GALI BALUDA, Mn since 9.0
+    0x1886: "Lo",   # MONGOLIAN LETTER ALI GALI THREE BALUDA, Mn since 9.0
+    0xA9BD: "Mc",   # JAVANESE CONSONANT SIGN KERET, Mn since 12.0
+    0x111C9: "Po",  # SHARADA SANDHI MARK, Mn since 11.0
+}
 
 
 def assigned_in_8_0():
@@ -49,7 +66,7 @@ def main():
     for c in range(0x110000):
         if not assigned[c]:
             continue
-        cat = unicodedata.category(chr(c))
+        cat = CHANGED_SINCE_8_0.get(c) or unicodedata.category(chr(c))
         if cat in ("Cc", "Cf", "Co"):
             flags[c] |= OTHER
         elif cat == "Mn":

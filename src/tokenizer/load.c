@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Ids index a dense id -> token array, so a file must not be able to ask for a huge
+ * one with a single stray id: 16M is far above any real vocabulary. */
+#define MAX_ID ((1 << 24) - 1)
+
 /* ---- small JSON helpers ---------------------------------------------------- */
 
 static int load_json(const char *path, json_t **out) {
@@ -78,7 +82,9 @@ static int add_added(ae_tokenizer *t, const char *content, int32_t id, int singl
   ae__added_token *a = &t->added[t->n_added];
   memset(a, 0, sizeof *a);
   a->content = ae__strdup(content);
-  if (!a->content) return ae__error(AE_ENOMEM, "tokenizer: out of memory");
+  a->text = ae__strdup(content);
+  t->n_added++; /* counted now so that free releases a half-built entry */
+  if (!a->content || !a->text) return ae__error(AE_ENOMEM, "tokenizer: out of memory");
   a->len = strlen(content);
   a->id = id;
   a->single_word = (uint8_t)single_word;
@@ -86,7 +92,6 @@ static int add_added(ae_tokenizer *t, const char *content, int32_t id, int singl
   a->rstrip = (uint8_t)rstrip;
   a->normalized = (uint8_t)normalized;
   a->special = (uint8_t)special;
-  t->n_added++;
   return AE_OK;
 }
 
@@ -134,8 +139,9 @@ static int parse_wordpiece(ae_tokenizer *t, const char *path, json_t *m, const c
   json_t *val;
   json_object_foreach(vocab, key, val) {
     if (!json_is_integer(val) || json_integer_value(val) < 0 ||
-        json_integer_value(val) > INT32_MAX / 2)
-      return ae__error(AE_EFORMAT, "%s: model.vocab[\"%s\"] is not a valid id", path, key);
+        json_integer_value(val) > MAX_ID)
+      return ae__error(AE_EFORMAT, "%s: model.vocab[\"%s\"] is not a valid id (0..%d)", path,
+                       key, MAX_ID);
     int rc = ae__vocab_add(&t->vocab, key, strlen(key), (int32_t)json_integer_value(val));
     if (rc) return ae__error(rc, "%s: cannot add vocabulary entry \"%s\"", path, key);
   }
@@ -241,7 +247,7 @@ static int parse_added_tokens(ae_tokenizer *t, const char *path, json_t *arr) {
     json_t *id = json_object_get(a, "id");
     json_t *content = json_object_get(a, "content");
     if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-        json_integer_value(id) > INT32_MAX / 2 || !json_is_string(content))
+        json_integer_value(id) > MAX_ID || !json_is_string(content))
       return ae__error(AE_EFORMAT, "%s: added_tokens[%zu] needs an id and a content", path, i);
     int sw = 0, ls = 0, rs = 0, norm = 0, special = 0, rc;
     char where[48];
@@ -300,7 +306,7 @@ static int load_vocab_txt(ae_tokenizer *t, const char *path) {
     while (e < len && data[e] != '\n') e++;
     size_t k = e;
     while (k > i && data[k - 1] == '\r') k--;
-    if (line > INT32_MAX / 2) { rc = ae__error(AE_ERANGE, "%s: too many lines", path); break; }
+    if (line > MAX_ID) { rc = ae__error(AE_ERANGE, "%s: more than %d lines", path, MAX_ID); break; }
     rc = ae__vocab_add(&t->vocab, data + i, k - i, (int32_t)line);
     if (rc) { rc = ae__error(rc, "%s:%zu: cannot add token", path, line + 1); break; }
     line++;
@@ -361,7 +367,7 @@ static int fallback_added(ae_tokenizer *t, const char *cfg_path, json_t *cfg,
       char *end;
       long id = strtol(key, &end, 10);
       const char *content = json_string_value(json_object_get(a, "content"));
-      if (*end || id < 0 || id > INT32_MAX / 2 || !content)
+      if (*end || id < 0 || id > MAX_ID || !content)
         return ae__error(AE_EFORMAT, "%s: added_tokens_decoder[\"%s\"] is malformed", cfg_path,
                          key);
       int sw = 0, ls = 0, rs = 0, norm = 0, special = 0, rc;
@@ -464,11 +470,31 @@ static int normalize_added(ae_tokenizer *t) {
     a->len = n;
     t->any_normalized_added = 1;
   }
+  t->added_only_first[0] = t->added_only_first[1] = -1;
+  int distinct[2] = {0, 0};
   for (size_t i = 0; i < t->n_added; i++) {
     ae__added_token *a = &t->added[i];
     if (!a->len) continue;
-    uint8_t b = (uint8_t)a->content[0];
-    t->added_first[a->normalized][b >> 3] |= (uint8_t)(1u << (b & 7));
+    uint8_t b = (uint8_t)a->content[0], k = a->normalized;
+    if (!(t->added_first[k][b >> 3] & (1u << (b & 7)))) {
+      distinct[k]++;
+      t->added_only_first[k] = b;
+    }
+    t->added_first[k][b >> 3] |= (uint8_t)(1u << (b & 7));
+  }
+  for (int k = 0; k < 2; k++)
+    if (distinct[k] != 1) t->added_only_first[k] = -1;
+  return AE_OK;
+}
+
+/* The post-processor's ids are emitted as they are, so each must name a token. */
+static int check_special_ids(ae_tokenizer *t) {
+  size_t vocab = ae_tokenizer_vocab_size(t);
+  for (size_t k = 0; k < t->n_pre + t->n_post; k++) {
+    int32_t id = k < t->n_pre ? t->pre_ids[k] : t->post_ids[k - t->n_pre];
+    if (id < 0 || (size_t)id >= vocab)
+      return ae__error(AE_EFORMAT, "%s: post-processor id %d is not in the vocabulary (%zu ids)",
+                       t->source, id, vocab);
   }
   return AE_OK;
 }
@@ -476,7 +502,10 @@ static int normalize_added(ae_tokenizer *t) {
 void ae_tokenizer_free(ae_tokenizer *t) {
   if (!t) return;
   ae__vocab_free(&t->vocab);
-  for (size_t i = 0; i < t->n_added; i++) ae__free(t->added[i].content);
+  for (size_t i = 0; i < t->n_added; i++) {
+    ae__free(t->added[i].content);
+    ae__free(t->added[i].text);
+  }
   ae__free(t->added);
   ae__free(t->pre_ids);
   ae__free(t->post_ids);
@@ -506,6 +535,7 @@ int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out) {
     rc = t->source ? load_fallback(t, model_dir) : ae__error(AE_ENOMEM, "%s: out of memory",
                                                              model_dir);
   }
+  if (!rc) rc = check_special_ids(t);
   if (!rc) {
     ae__tokenizer_build_tables(t);
     if (!(rc = read_model_max_length(t, model_dir))) rc = normalize_added(t);
@@ -532,6 +562,6 @@ const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id) {
   const char *s = ae__vocab_token(&tok->vocab, id);
   if (s) return s;
   for (size_t i = 0; i < tok->n_added; i++)
-    if (tok->added[i].id == id && !tok->added[i].normalized) return tok->added[i].content;
+    if (tok->added[i].id == id) return tok->added[i].text;
   return NULL;
 }

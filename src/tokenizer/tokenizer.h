@@ -67,7 +67,8 @@ int ae__utf8_encode(uint32_t c, uint8_t *out);
 /* ---- the tokenizer ---- */
 
 typedef struct {
-  char *content;
+  char *content;   /* what is matched: normalised when normalized is set */
+  char *text;      /* the token as written in the file (id_to_token) */
   size_t len;
   int32_t id;
   uint8_t single_word, lstrip, rstrip, normalized, special;
@@ -94,6 +95,7 @@ struct ae_tokenizer {
   ae__added_token *added;
   size_t n_added;
   uint8_t added_first[2][32]; /* bitmap of first bytes, per normalized flag */
+  int added_only_first[2];    /* the first byte when all share one, else -1 */
   int any_normalized_added;
   /* post-processor: ids before and after the sequence */
   int32_t *pre_ids, *post_ids;

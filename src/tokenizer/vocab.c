@@ -9,6 +9,8 @@
 #include "tokenizer/tokenizer.h"
 
 #include <string.h>
+/* Inlined so the short-key path of XXH3 is specialised at the call site. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #define SEED_WORD 0x9E3779B97F4A7C15ull

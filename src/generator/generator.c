@@ -1,0 +1,847 @@
+/* OptimizedEmbeddingGenerator: the path every annotation takes.
+ *
+ *   text  ->  store tier (same node, same text: nothing to do)
+ *         ->  memory cache (ae_cache, keyed by node id + text, model fingerprint)
+ *         ->  store tier by content (same text under another node)
+ *         ->  miss: tokenize, order by token length (longest first), then batches:
+ *             the memory processor picks how many items a batch may hold for the
+ *             current memory pressure (its strategy), and within that the batch
+ *             optimizer's recommendation bounds the sub-batches by items and by
+ *             tokens (cost grows with tokens, not items) -> encoder -> cache, and
+ *             the store in one transaction per batch.
+ *
+ * In the seed none of the three adaptive components was on this path; here each is,
+ * and each can be switched off in the configuration (then: no cache tier; fixed
+ * batches of 32 items; no strategy switching).
+ *
+ * Tokenization runs for all misses before the first batch (tokenize-all-misses-first,
+ * split over the CPUs with OpenMP): it is a few percent of the encoder's time, and
+ * doing it up front is what makes ordering by token length possible at all. Its share
+ * is measured (metrics.overall.tokenize_ms).
+ *
+ * Batches run one at a time even under the "parallel" approach: the encoder already
+ * spreads each batch over all cores, so two concurrent batches would only split the
+ * same cores and double the activation memory. The processor's pool is set to one
+ * thread and a mutex guards the encoder and the store regardless.
+ */
+#define _GNU_SOURCE
+#include "generator/generator.h"
+
+#include <jansson.h>
+#include <malloc.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define FIXED_BATCH 32      /* when the batch optimizer is disabled */
+#define STORE_TX_ITEMS 512  /* store-tier writes per transaction */
+
+struct ae_generator {
+  ae_generator_config cfg;
+  int initialized, force;
+  ae_encoder *enc;
+  int dim, max_len;
+  uint8_t fp[16];
+  ae_cache *cache;
+  ae_batchopt *opt;
+  ae_memproc *mp;
+  ae_probe *probe;
+  ae_store *store;
+  int store_registered;
+  ae_log_fn log;
+  void *log_ud;
+  int log_level;
+  ae_progress_fn progress;
+  void *progress_ud;
+  atomic_int cancel;
+  pthread_mutex_t lock;
+  /* metrics */
+  uint64_t items, embedded, memory_hits, store_hits, lookups, failed, truncated, tokens, batches;
+  double total_ms, tokenize_ms, encode_ms, store_ms;
+  uint64_t last_evictions, peak_rss;
+  int last_batch_size, strategy_changes, cleanups;
+  uint64_t mp_processed, mp_succeeded;
+  double last_memory_pct, peak_memory_pct;
+};
+
+/* Work state of one ae_generator_embed call. */
+typedef struct {
+  ae_generator *g;
+  const ae_annotation *items;
+  ae_embed_result *res;
+  char **text;
+  size_t *text_len;
+  uint8_t (*hash)[16];
+  size_t *miss;             /* item indices of the misses, ordered by token length */
+  int32_t **ids;            /* per item (misses only) */
+  size_t *n_ids;
+  size_t n_miss, done, hits;
+  double mean_tokens;       /* over the misses of this call */
+  size_t total;
+  float *scratch;           /* vectors of one sub-batch */
+  const int32_t **batch_ids;/* the sub-batch's sequences */
+  size_t *batch_lens;
+  size_t scratch_rows;
+} job;
+
+static void logf_(ae_generator *g, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void logf_(ae_generator *g, int level, const char *fmt, ...) {
+  if (!g->log || level > g->log_level) return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  g->log(g->log_ud, level, msg);
+}
+
+static const char *strategy_name(const ae_generator *g, int s) {
+  if (s < 0 || s >= AE_STRAT_COUNT) return "none";
+  const char *n = g->cfg.memory_processor.config.strategies[s].name;
+  return n ? n : "?";
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+int ae_generator_new(const ae_generator_config *cfg, ae_generator **out) {
+  *out = NULL;
+  ae_generator *g = ae__calloc(1, sizeof *g);
+  if (!g) return ae__error(AE_ENOMEM, "generator: out of memory");
+  if (cfg) g->cfg = *cfg;
+  else ae_generator_config_default(&g->cfg);
+  g->log_level = AE_LOG_INFO;
+  pthread_mutex_init(&g->lock, NULL);
+  atomic_init(&g->cancel, 0);
+  *out = g;
+  return AE_OK;
+}
+
+void ae_generator_set_force(ae_generator *g, int force) { g->force = force; }
+void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level) {
+  g->log = fn; g->log_ud = ud; g->log_level = level;
+}
+void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud) {
+  g->progress = fn; g->progress_ud = ud;
+}
+void ae_generator_cancel(ae_generator *g) { atomic_store(&g->cancel, 1); }
+int ae_generator_dim(const ae_generator *g) { return g->dim; }
+void ae_generator_fingerprint(const ae_generator *g, uint8_t fp[16]) { memcpy(fp, g->fp, 16); }
+ae_encoder *ae_generator_encoder(ae_generator *g) { return g->enc; }
+
+static int register_model(ae_generator *g) {
+  if (!g->store || !g->initialized || g->store_registered || !g->enc) return AE_OK;
+  const char *dir = g->cfg.model.path;
+  const char *slash = strrchr(dir, '/');
+  const char *name = slash && slash[1] ? slash + 1 : dir;
+  int rc = ae_store_register_model(g->store, g->fp, name, dir, g->dim);
+  if (!rc) g->store_registered = 1;
+  return rc;
+}
+
+int ae_generator_set_store(ae_generator *g, ae_store *s) {
+  g->store = s;
+  g->store_registered = 0;
+  return register_model(g);
+}
+
+int ae_generator_init(ae_generator *g) {
+  if (g->initialized) return ae__error(AE_ESTATE, "generator: already initialised");
+  ae_generator_config *c = &g->cfg;
+  int rc;
+  if (c->model.enabled) {
+    if (!c->model.path[0])
+      return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
+    ae_encoder_options eo = {c->model.threads, c->model.max_length};
+    if ((rc = ae_encoder_load(c->model.path, &eo, &g->enc))) return rc;
+    g->dim = ae_encoder_dim(g->enc);
+    g->max_len = ae_encoder_max_length(g->enc);
+    ae_encoder_fingerprint(g->enc, g->fp);
+  } else {
+    /* cache/store-only: the model is the one the store last recorded */
+    char *dir = NULL;
+    if (!g->store)
+      return ae__error(AE_EINVAL, "generator: model disabled and no store to serve vectors from");
+    if ((rc = ae_store_model(g->store, NULL, &dir, g->fp, &g->dim))) return rc;
+    ae_free(dir);
+  }
+  if (c->cache.enabled) {
+    ae_cache_config cc = c->cache.config;
+    cc.persist_path = c->cache.persist_path[0] ? c->cache.persist_path : NULL;
+    if ((rc = ae_cache_new(&cc, g->fp, &g->cache))) goto fail;
+  }
+  if (c->batch_optimizer.enabled) {
+    ae_batchopt_config bc = c->batch_optimizer.config;
+    if (!bc.max_tokens && g->max_len) bc.max_tokens = bc.max_batch_size * g->max_len;
+    if ((rc = ae_batchopt_new(&bc, &g->opt))) goto fail;
+  }
+  if ((rc = ae_probe_new(NULL, NULL, &g->probe))) goto fail;
+  if (c->memory_processor.enabled) {
+    ae_memproc_config mc = c->memory_processor.config;
+    mc.threads = 1; /* see the comment at the top */
+    mc.probe = NULL;
+    if ((rc = ae_memproc_new(&mc, &g->mp))) goto fail;
+  }
+  g->initialized = 1;
+  if ((rc = register_model(g))) goto fail;
+  logf_(g, AE_LOG_INFO, "generator: dim %d, max length %d, cache %s, batch optimizer %s, memory processor %s",
+        g->dim, g->max_len, g->cache ? "on" : "off", g->opt ? "on" : "off", g->mp ? "on" : "off");
+  return AE_OK;
+fail:
+  g->initialized = 0;
+  ae_memproc_free(g->mp); g->mp = NULL;
+  ae_probe_free(g->probe); g->probe = NULL;
+  ae_batchopt_free(g->opt); g->opt = NULL;
+  ae_cache_free(g->cache); g->cache = NULL;
+  ae_encoder_free(g->enc); g->enc = NULL;
+  return rc;
+}
+
+void ae_generator_free(ae_generator *g) {
+  if (!g) return;
+  ae_memproc_free(g->mp);
+  ae_probe_free(g->probe);
+  ae_batchopt_free(g->opt);
+  ae_cache_free(g->cache);
+  ae_encoder_free(g->enc);
+  pthread_mutex_destroy(&g->lock);
+  ae__free(g);
+}
+
+void ae_embed_results_free(ae_embed_result *r, size_t n) {
+  if (!r) return;
+  for (size_t i = 0; i < n; i++) { ae__free(r[i].vector); r[i].vector = NULL; }
+}
+
+/* ---- per-item helpers -------------------------------------------------------------- */
+
+static void fail_item(ae_embed_result *r, int status, const char *detail) {
+  r->status = status;
+  const char *d = detail && *detail ? detail : ae_strerror(status);
+  size_t n = strlen(d);
+  if (n >= sizeof r->error) n = sizeof r->error - 1;
+  memcpy(r->error, d, n);
+  r->error[n] = 0;
+  ae__free(r->vector);
+  r->vector = NULL;
+}
+
+static int give_vector(ae_generator *g, ae_embed_result *r, const float *v) {
+  if (!r->vector && !(r->vector = ae__malloc((size_t)g->dim * sizeof(float)))) {
+    fail_item(r, AE_ENOMEM, "out of memory");
+    return AE_ENOMEM;
+  }
+  if (v && v != r->vector) memcpy(r->vector, v, (size_t)g->dim * sizeof(float));
+  return AE_OK;
+}
+
+static uint64_t rss_peak_bytes(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (uint64_t)ru.ru_maxrss * 1024;
+}
+
+/* ---- phase 1: texts and the cache tiers ------------------------------------------- */
+
+static void build_texts(job *j) {
+  ae_generator *g = j->g;
+  for (size_t i = 0; i < j->total; i++) {
+    ae_embed_result *r = &j->res[i];
+    int capped = 0;
+    int rc = ae_annotation_text(&j->items[i], &g->cfg.model.text, &j->text[i], &j->text_len[i], &capped);
+    if (rc) { fail_item(r, rc, ae_last_error()); continue; }
+    r->truncated = capped;
+    ae_text_hash(j->text[i], j->text_len[i], j->hash[i]);
+  }
+}
+
+/* Writes store-tier hits that the store lacks for this node (need_vec) or whose
+ * annotation row may have changed, STORE_TX_ITEMS per transaction. */
+static void store_tier_writes(job *j, const size_t *idx, const char *need_vec, size_t n) {
+  ae_generator *g = j->g;
+  double t0 = ae__now_ms();
+  for (size_t s = 0; s < n; s += STORE_TX_ITEMS) {
+    size_t e = s + STORE_TX_ITEMS < n ? s + STORE_TX_ITEMS : n;
+    int rc = ae_store_begin(g->store);
+    for (size_t k = s; !rc && k < e; k++) {
+      size_t i = idx[k];
+      rc = ae_store_put(g->store, &j->items[i], j->hash[i], g->fp,
+                        need_vec[k] ? j->res[i].vector : NULL, g->dim);
+    }
+    if (!rc) rc = ae_store_commit(g->store);
+    if (rc) {
+      ae_store_rollback(g->store);
+      logf_(g, AE_LOG_ERROR, "store: %s", ae_last_error());
+      for (size_t k = s; k < e; k++) fail_item(&j->res[idx[k]], rc, ae_last_error());
+    }
+  }
+  g->store_ms += ae__now_ms() - t0;
+}
+
+static int lookup_tiers(job *j) {
+  ae_generator *g = j->g;
+  size_t *wr = ae__malloc((j->total + 1) * sizeof *wr);
+  char *need = ae__malloc(j->total + 1);
+  j->miss = ae__malloc((j->total + 1) * sizeof *j->miss);
+  if (!wr || !need || !j->miss) { ae__free(wr); ae__free(need); return ae__error(AE_ENOMEM, "generator: out of memory"); }
+  size_t n_wr = 0;
+  for (size_t i = 0; i < j->total; i++) {
+    ae_embed_result *r = &j->res[i];
+    if (r->status) continue;
+    if (g->force) { j->miss[j->n_miss++] = i; continue; }
+    g->lookups++;
+    if (give_vector(g, r, NULL)) continue;
+    int same = 0;
+    if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same) == AE_OK && same) {
+      r->from_cache = 2;
+      wr[n_wr] = i; need[n_wr++] = 0;   /* annotation row only (written if it changed) */
+    } else if (g->cache && ae_cache_get(g->cache, j->items[i].node_id, j->text[i], j->text_len[i],
+                                        r->vector, (size_t)g->dim) == AE_OK) {
+      r->from_cache = 1;
+      if (g->store) { wr[n_wr] = i; need[n_wr++] = 1; }
+    } else if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same) == AE_OK) {
+      r->from_cache = 2;
+      wr[n_wr] = i; need[n_wr++] = 1;
+    } else {
+      j->miss[j->n_miss++] = i;
+      continue;
+    }
+    if (r->from_cache == 2 && g->cache)
+      ae_cache_set(g->cache, j->items[i].node_id, j->text[i], j->text_len[i], r->vector, (size_t)g->dim);
+    if (r->from_cache == 1) g->memory_hits++;
+    else g->store_hits++;
+    j->hits++;
+  }
+  if (n_wr) store_tier_writes(j, wr, need, n_wr);
+  ae__free(wr);
+  ae__free(need);
+  return AE_OK;
+}
+
+/* ---- phase 2: tokenize and order the misses --------------------------------------- */
+
+static int by_length_desc(const void *a, const void *b, void *lens) {
+  const size_t *len = lens;
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  if (len[x] != len[y]) return len[x] < len[y] ? 1 : -1;
+  return x < y ? -1 : x > y;
+}
+
+static int tokenize_misses(job *j) {
+  ae_generator *g = j->g;
+  if (!g->enc) {
+    for (size_t k = 0; k < j->n_miss; k++)
+      fail_item(&j->res[j->miss[k]], AE_ESTATE, "not cached and the model is disabled");
+    j->n_miss = 0;
+    return AE_OK;
+  }
+  double t0 = ae__now_ms();
+  const ae_tokenizer *tok = ae_encoder_tokenizer(g->enc);
+  long n = (long)j->n_miss;
+  #pragma omp parallel for schedule(dynamic, 32)
+  for (long k = 0; k < n; k++) {
+    size_t i = j->miss[k];
+    int trunc = 0;
+    int rc = ae_tokenizer_encode(tok, j->text[i], j->text_len[i], (size_t)g->max_len,
+                                 &j->ids[i], &j->n_ids[i], &trunc);
+    if (rc) { fail_item(&j->res[i], rc, ae_last_error()); j->n_ids[i] = 0; continue; }
+    if (trunc) j->res[i].truncated = 1;
+    j->res[i].tokens = (int)j->n_ids[i];
+  }
+  /* drop the items that failed to tokenize, then order by length */
+  size_t kept = 0;
+  for (size_t k = 0; k < j->n_miss; k++)
+    if (!j->res[j->miss[k]].status) j->miss[kept++] = j->miss[k];
+  j->n_miss = kept;
+  size_t total_tokens = 0;
+  for (size_t k = 0; k < j->n_miss; k++) total_tokens += j->n_ids[j->miss[k]];
+  j->mean_tokens = j->n_miss ? (double)total_tokens / (double)j->n_miss : 1;
+  qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_length_desc, j->n_ids);
+  g->tokenize_ms += ae__now_ms() - t0;
+  return AE_OK;
+}
+
+/* ---- phase 3: batches ---------------------------------------------------------------- */
+
+/* Encodes miss[a, b) as one encoder call; on failure of a multi-item call, item by
+ * item so one bad sequence cannot fail its neighbours. */
+static void encode_range(job *j, size_t a, size_t b) {
+  ae_generator *g = j->g;
+  size_t n = b - a;
+  const int32_t **ids = j->batch_ids;
+  size_t *lens = j->batch_lens;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = j->miss[a + k];
+    ids[k] = j->ids[i];
+    lens[k] = j->n_ids[i];
+  }
+  int rc = ae_encoder_embed_ids(g->enc, ids, lens, n, j->scratch);
+  if (rc && n > 1) {
+    for (size_t k = a; k < b; k++) encode_range(j, k, k + 1);
+    return;
+  }
+  for (size_t k = 0; k < n; k++) {
+    ae_embed_result *r = &j->res[j->miss[a + k]];
+    if (rc) fail_item(r, rc, ae_last_error());
+    else give_vector(g, r, j->scratch + k * (size_t)g->dim);
+  }
+}
+
+static void record_sample(ae_generator *g, int items, int tokens, double ms, int ok_items, int success) {
+  if (!g->opt) return;
+  ae_probe_reading pr;
+  memset(&pr, 0, sizeof pr);
+  pr.process_cpu_pct = pr.memory_pct = -1;
+  if (g->probe) ae_probe_read(g->probe, &pr);
+  if (pr.rss_bytes > g->peak_rss) g->peak_rss = pr.rss_bytes;
+  ae_batch_sample s = {items, tokens, ms > 0 ? ms : 1e-3, pr.process_cpu_pct, pr.memory_pct, success, ok_items};
+  ae_batchopt_record(g->opt, &s);
+}
+
+/* The next sub-batch starting at miss[a], limited to end: at most the optimizer's
+ * batch size and token budget (at least one item, so an over-budget sequence still
+ * runs). */
+static size_t next_chunk(job *j, size_t a, size_t end) {
+  ae_generator *g = j->g;
+  size_t max_items = FIXED_BATCH, budget = (size_t)-1;
+  if (g->opt) {
+    ae_batch_recommendation rec;
+    if (ae_batchopt_recommend(g->opt, &rec) == AE_OK) {
+      max_items = rec.batch_size > 0 ? (size_t)rec.batch_size : 1;
+      budget = rec.token_budget > 0 ? (size_t)rec.token_budget : (size_t)-1;
+      if (rec.batch_size != g->last_batch_size) {
+        logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d, token budget %d (%s)",
+              g->last_batch_size, rec.batch_size, rec.token_budget, rec.reason);
+        g->last_batch_size = rec.batch_size;
+      }
+    }
+  }
+  if (max_items > j->scratch_rows) max_items = j->scratch_rows;
+  size_t b = a, tokens = 0;
+  while (b < end && b - a < max_items) {
+    size_t t = j->n_ids[j->miss[b]];
+    if (b > a && tokens + t > budget) break;
+    tokens += t;
+    b++;
+  }
+  return b;
+}
+
+/* Cache and store for miss[a, b): the store in one transaction. */
+static void commit_range(job *j, size_t a, size_t b) {
+  ae_generator *g = j->g;
+  for (size_t k = a; k < b; k++) {
+    size_t i = j->miss[k];
+    if (j->res[i].status || !g->cache) continue;
+    ae_cache_set(g->cache, j->items[i].node_id, j->text[i], j->text_len[i], j->res[i].vector, (size_t)g->dim);
+  }
+  if (!g->store) return;
+  double t0 = ae__now_ms();
+  int rc = ae_store_begin(g->store);
+  for (size_t k = a; !rc && k < b; k++) {
+    size_t i = j->miss[k];
+    if (!j->res[i].status)
+      rc = ae_store_put(g->store, &j->items[i], j->hash[i], g->fp, j->res[i].vector, g->dim);
+  }
+  if (!rc) rc = ae_store_commit(g->store);
+  if (rc) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", ae_last_error());
+    ae_store_rollback(g->store);
+    logf_(g, AE_LOG_ERROR, "store: %s", msg);
+    for (size_t k = a; k < b; k++)
+      if (!j->res[j->miss[k]].status) fail_item(&j->res[j->miss[k]], rc, msg);
+  }
+  g->store_ms += ae__now_ms() - t0;
+}
+
+static void note_evictions(ae_generator *g) {
+  if (!g->cache) return;
+  ae_cache_metrics cm;
+  ae_cache_metrics_get(g->cache, &cm);
+  if (cm.evictions > g->last_evictions)
+    logf_(g, AE_LOG_INFO, "cache: %llu evictions (now %llu entries, %.1f MB)",
+          (unsigned long long)(cm.evictions - g->last_evictions), (unsigned long long)cm.entries,
+          (double)cm.bytes / 1048576.0);
+  g->last_evictions = cm.evictions;
+}
+
+/* Memory limit of the configuration: over 90 % of it, the cache gives back half. */
+static void enforce_memory_limit(ae_generator *g) {
+  size_t limit = g->cfg.memory_processor.memory_limit_mb;
+  if (!limit || !g->probe) return;
+  ae_probe_reading pr;
+  if (ae_probe_read(g->probe, &pr)) return;
+  if (pr.rss_bytes > g->peak_rss) g->peak_rss = pr.rss_bytes;
+  if ((double)pr.rss_bytes > 0.9 * (double)limit * 1048576.0) {
+    logf_(g, AE_LOG_WARN, "memory: RSS %.0f MB is above 90%% of the %zu MB limit: shrinking the cache",
+          (double)pr.rss_bytes / 1048576.0, limit);
+    if (g->cache) ae_cache_shrink(g->cache, 0.5);
+    malloc_trim(0);
+    g->cleanups++;
+  }
+}
+
+/* One batch of the memory processor: miss[first, first+count). */
+static int batch_fn(void *ctx, size_t first, size_t count, int *status) {
+  job *j = ctx;
+  ae_generator *g = j->g;
+  pthread_mutex_lock(&g->lock);
+  if (atomic_load(&g->cancel)) {
+    for (size_t k = 0; k < count; k++) {
+      fail_item(&j->res[j->miss[first + k]], AE_EINTR, "interrupted");
+      status[k] = AE_EINTR;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return AE_OK;
+  }
+  enforce_memory_limit(g);
+  size_t end = first + count;
+  for (size_t a = first; a < end;) {
+    if (atomic_load(&g->cancel)) {   /* stop between sub-batches; what ran is committed */
+      for (size_t k = a; k < end; k++) fail_item(&j->res[j->miss[k]], AE_EINTR, "interrupted");
+      break;
+    }
+    size_t b = next_chunk(j, a, end);
+    int tokens = 0;
+    for (size_t k = a; k < b; k++) tokens += (int)j->n_ids[j->miss[k]];
+    double t0 = ae__now_ms();
+    encode_range(j, a, b);
+    double ms = ae__now_ms() - t0;
+    int ok = 0;
+    for (size_t k = a; k < b; k++) ok += j->res[j->miss[k]].status == AE_OK;
+    g->encode_ms += ms;
+    g->batches++;
+    g->tokens += (uint64_t)tokens;
+    /* The misses run longest first, so raw items/s would rise through the run
+     * whatever the batch size; the optimizer gets the time the batch would have
+     * taken at the mean length, which leaves only the batch size's own effect. */
+    double equiv_ms = tokens > 0 ? ms * (double)(b - a) * j->mean_tokens / (double)tokens : ms;
+    record_sample(g, (int)(b - a), tokens, equiv_ms, ok, ok > 0);
+    a = b;
+  }
+  commit_range(j, first, end);
+  note_evictions(g);
+  for (size_t k = 0; k < count; k++) status[k] = j->res[j->miss[first + k]].status;
+  j->done += count;
+  pthread_mutex_unlock(&g->lock);
+  return AE_OK;
+}
+
+static void on_progress(void *ud, size_t done, size_t total) {
+  job *j = ud;
+  if (j->g->progress) j->g->progress(j->g->progress_ud, j->hits + done, j->total, j->hits);
+}
+static void on_strategy(void *ud, int from, int to, double pct) {
+  job *j = ud;
+  j->g->strategy_changes++;
+  logf_(j->g, AE_LOG_INFO, "memory processor: strategy %s -> %s at %.1f%% memory",
+        strategy_name(j->g, from), strategy_name(j->g, to), pct);
+}
+static void on_warning(void *ud, double pct) {
+  job *j = ud;
+  logf_(j->g, AE_LOG_WARN, "memory processor: memory at %.1f%%", pct);
+}
+/* The processor asks for a cleanup every cleanupFrequency items and under pressure;
+ * the cache gives memory back only in the second case (memory at or above the high
+ * threshold), or a routine cleanup would throw away what the cache is for. */
+static void on_cleanup(void *ud) {
+  job *j = ud;
+  ae_generator *g = j->g;
+  g->cleanups++;
+  ae_probe_reading pr;
+  if (!g->cache || !g->probe || ae_probe_read(g->probe, &pr) || pr.memory_pct < 0) return;
+  if (pr.memory_pct >= g->cfg.memory_processor.config.high) {
+    ae_cache_shrink(g->cache, 0.5);
+    logf_(g, AE_LOG_INFO, "memory processor: cleanup at %.1f%% memory: cache shrunk to half its limit",
+          pr.memory_pct);
+  }
+}
+
+static int run_batches(job *j) {
+  ae_generator *g = j->g;
+  if (!j->n_miss) return AE_OK;
+  size_t rows = FIXED_BATCH;
+  if (g->opt && (size_t)g->cfg.batch_optimizer.config.max_batch_size > rows)
+    rows = (size_t)g->cfg.batch_optimizer.config.max_batch_size;
+  j->scratch = ae__malloc(rows * (size_t)g->dim * sizeof(float));
+  j->batch_ids = ae__malloc(rows * sizeof *j->batch_ids);
+  j->batch_lens = ae__malloc(rows * sizeof *j->batch_lens);
+  if (!j->scratch || !j->batch_ids || !j->batch_lens) return ae__error(AE_ENOMEM, "generator: out of memory");
+  j->scratch_rows = rows;
+  if (g->mp) {
+    ae_memproc_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.progress = on_progress;
+    cb.strategy_change = on_strategy;
+    cb.memory_warning = on_warning;
+    cb.cleanup = on_cleanup;
+    cb.ud = j;
+    ae_memproc_result mr;
+    memset(&mr, 0, sizeof mr);
+    int rc = ae_memproc_process(g->mp, j->n_miss, batch_fn, j, &cb, &mr);
+    if (rc == AE_OK) {
+      g->mp_processed += mr.processed;
+      g->mp_succeeded += mr.succeeded;
+      g->last_memory_pct = mr.average_memory_pct;
+      if (mr.peak_memory_pct > g->peak_memory_pct) g->peak_memory_pct = mr.peak_memory_pct;
+      /* an item the processor failed without our fn having seen it */
+      for (size_t k = 0; k < mr.failed; k++) {
+        size_t i = j->miss[mr.failed_index[k]];
+        if (!j->res[i].status) fail_item(&j->res[i], mr.failed_status[k], "batch failed");
+      }
+    }
+    ae_memproc_result_free(&mr);
+    return rc;
+  }
+  /* no memory processor: batches of the optimizer's size (or FIXED_BATCH) in order */
+  for (size_t a = 0; a < j->n_miss;) {
+    size_t b = a + (g->opt ? (size_t)g->cfg.batch_optimizer.config.max_batch_size : FIXED_BATCH);
+    if (b > j->n_miss) b = j->n_miss;
+    int st[b - a];
+    batch_fn(j, a, b - a, st);
+    on_progress(j, b, j->n_miss);
+    a = b;
+  }
+  return AE_OK;
+}
+
+/* ---- embed --------------------------------------------------------------------------- */
+
+static void job_free(job *j) {
+  for (size_t i = 0; i < j->total; i++) {
+    if (j->text) ae__free(j->text[i]);
+    if (j->ids) ae__free(j->ids[i]);
+  }
+  ae__free(j->text);
+  ae__free(j->text_len);
+  ae__free(j->hash);
+  ae__free(j->miss);
+  ae__free(j->ids);
+  ae__free(j->n_ids);
+  ae__free(j->scratch);
+  ae__free(j->batch_ids);
+  ae__free(j->batch_lens);
+}
+
+int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
+                       ae_embed_result *results) {
+  if (!g->initialized) return ae__error(AE_ESTATE, "generator: ae_generator_init was not called");
+  double t0 = ae__now_ms();
+  for (size_t i = 0; i < n; i++) {
+    memset(&results[i], 0, sizeof results[i]);
+    results[i].node_id = items[i].node_id;
+  }
+  job j = {.g = g, .items = items, .res = results, .total = n};
+  j.text = ae__calloc(n + 1, sizeof *j.text);
+  j.text_len = ae__calloc(n + 1, sizeof *j.text_len);
+  j.hash = ae__calloc(n + 1, sizeof *j.hash);
+  j.ids = ae__calloc(n + 1, sizeof *j.ids);
+  j.n_ids = ae__calloc(n + 1, sizeof *j.n_ids);
+  int rc = j.text && j.text_len && j.hash && j.ids && j.n_ids ? AE_OK
+           : ae__error(AE_ENOMEM, "generator: out of memory for %zu items", n);
+  if (!rc) { register_model(g); build_texts(&j); }
+  if (!rc) rc = lookup_tiers(&j);
+  if (!rc) rc = tokenize_misses(&j);
+  if (!rc && g->progress) g->progress(g->progress_ud, j.hits, n, j.hits);
+  if (!rc) rc = run_batches(&j);
+  if (rc) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", ae_last_error());
+    for (size_t i = 0; i < n; i++)
+      if (!results[i].status && !results[i].vector) fail_item(&results[i], rc, msg);
+    ae__error(rc, "%s", msg);
+  }
+  /* metrics */
+  for (size_t i = 0; i < n; i++) {
+    ae_embed_result *r = &results[i];
+    if (r->status == AE_OK && !r->vector) fail_item(r, AE_EINTR, "interrupted");
+    if (r->status) { g->failed++; continue; }
+    if (!r->from_cache) g->embedded++;
+    if (r->truncated) g->truncated++;
+  }
+  g->items += n;
+  g->total_ms += ae__now_ms() - t0;
+  uint64_t peak = rss_peak_bytes();
+  if (peak > g->peak_rss) g->peak_rss = peak;
+  job_free(&j);
+  if (!rc && atomic_load(&g->cancel)) return ae__error(AE_EINTR, "generator: interrupted");
+  return rc;
+}
+
+/* ---- metrics -------------------------------------------------------------------------- */
+
+int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
+  memset(m, 0, sizeof *m);
+  m->cache.lookups = g->lookups;
+  m->cache.memory_hits = g->memory_hits;
+  m->cache.store_hits = g->store_hits;
+  m->cache.hits = g->memory_hits + g->store_hits;
+  m->cache.misses = g->lookups - m->cache.hits;
+  m->cache.hit_ratio = g->lookups ? (double)m->cache.hits / (double)g->lookups : 0;
+  m->cache.miss_ratio = g->lookups ? 1.0 - m->cache.hit_ratio : 0;
+  if (g->cache) {
+    ae_cache_metrics cm;
+    ae_cache_metrics_get(g->cache, &cm);
+    m->cache.average_access_time_ns = cm.average_access_time_ns;
+    m->cache.memory_efficiency = cm.memory_efficiency;
+    m->cache.performance_score = cm.performance_score;
+    m->cache.entries = cm.entries;
+    m->cache.bytes = cm.bytes;
+    m->cache.evictions = cm.evictions;
+  }
+  if (g->opt) {
+    ae_batch_analytics a;
+    if (ae_batchopt_analytics(g->opt, &a) == AE_OK) {
+      m->batch_optimizer.average_batch_size = a.average_batch_size;
+      m->batch_optimizer.average_throughput = a.average_throughput_items;
+      m->batch_optimizer.average_throughput_tokens = a.average_throughput_tokens;
+      m->batch_optimizer.optimization_score = a.optimization_score;
+      m->batch_optimizer.resource_utilization = a.resource_utilization;
+      snprintf(m->batch_optimizer.trend, sizeof m->batch_optimizer.trend, "%s", a.trend);
+    }
+    ae_batch_recommendation r;
+    if (ae_batchopt_recommend(g->opt, &r) == AE_OK) {
+      m->batch_optimizer.recommended_batch_size = r.batch_size;
+      m->batch_optimizer.token_budget = r.token_budget;
+    }
+  } else if (g->batches) {
+    m->batch_optimizer.average_batch_size = (double)g->embedded / (double)g->batches;
+    m->batch_optimizer.average_throughput = g->encode_ms > 0 ? (double)g->embedded / (g->encode_ms / 1000) : 0;
+  }
+  snprintf(m->memory_processor.current_strategy, sizeof m->memory_processor.current_strategy, "%s",
+           g->mp ? strategy_name(g, ae_memproc_current_strategy(g->mp)) : "none");
+  m->memory_processor.memory_usage = g->last_memory_pct;
+  m->memory_processor.efficiency = g->mp_processed ? (double)g->mp_succeeded / (double)g->mp_processed : 1;
+  m->memory_processor.strategy_changes = g->strategy_changes;
+  m->memory_processor.cleanups = g->cleanups;
+  m->memory_processor.peak_memory_pct = g->peak_memory_pct;
+  m->overall.total_processing_time_ms = g->total_ms;
+  m->overall.items_processed = g->items;
+  m->overall.embedded = g->embedded;
+  m->overall.failed = g->failed;
+  m->overall.truncated = g->truncated;
+  m->overall.tokens = g->tokens;
+  m->overall.batches = g->batches;
+  m->overall.average_item_time_ms = g->items ? g->total_ms / (double)g->items : 0;
+  m->overall.error_rate = g->items ? (double)g->failed / (double)g->items : 0;
+  m->overall.items_per_second = g->total_ms > 0 ? (double)g->items / (g->total_ms / 1000) : 0;
+  m->overall.tokenize_ms = g->tokenize_ms;
+  m->overall.encode_ms = g->encode_ms;
+  m->overall.store_ms = g->store_ms;
+  m->overall.peak_rss_bytes = g->peak_rss;
+  return AE_OK;
+}
+
+#define J_NUM(o, k, v) json_object_set_new(o, k, json_real((double)(v)))
+#define J_INT(o, k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
+
+char *ae_generator_metrics_json(ae_generator *g) {
+  ae_performance_metrics m;
+  ae_generator_metrics(g, &m);
+  json_t *root = json_object(), *c = json_object(), *b = json_object(), *mp = json_object(), *o = json_object();
+  J_NUM(c, "hitRatio", m.cache.hit_ratio); J_NUM(c, "missRatio", m.cache.miss_ratio);
+  J_NUM(c, "averageAccessTime", m.cache.average_access_time_ns);
+  J_NUM(c, "memoryEfficiency", m.cache.memory_efficiency);
+  J_NUM(c, "performanceScore", m.cache.performance_score);
+  J_INT(c, "lookups", m.cache.lookups); J_INT(c, "hits", m.cache.hits);
+  J_INT(c, "memoryHits", m.cache.memory_hits); J_INT(c, "storeHits", m.cache.store_hits);
+  J_INT(c, "misses", m.cache.misses); J_INT(c, "entries", m.cache.entries);
+  J_INT(c, "bytes", m.cache.bytes); J_INT(c, "evictions", m.cache.evictions);
+  J_NUM(b, "averageBatchSize", m.batch_optimizer.average_batch_size);
+  J_NUM(b, "averageThroughput", m.batch_optimizer.average_throughput);
+  J_NUM(b, "averageThroughputTokens", m.batch_optimizer.average_throughput_tokens);
+  J_NUM(b, "optimizationScore", m.batch_optimizer.optimization_score);
+  J_NUM(b, "resourceUtilization", m.batch_optimizer.resource_utilization);
+  J_INT(b, "recommendedBatchSize", m.batch_optimizer.recommended_batch_size);
+  J_INT(b, "tokenBudget", m.batch_optimizer.token_budget);
+  json_object_set_new(b, "trend", json_string(m.batch_optimizer.trend));
+  json_object_set_new(mp, "currentStrategy", json_string(m.memory_processor.current_strategy));
+  J_NUM(mp, "memoryUsage", m.memory_processor.memory_usage);
+  J_NUM(mp, "efficiency", m.memory_processor.efficiency);
+  J_INT(mp, "strategyChanges", m.memory_processor.strategy_changes);
+  J_INT(mp, "cleanups", m.memory_processor.cleanups);
+  J_NUM(mp, "peakMemoryUsage", m.memory_processor.peak_memory_pct);
+  J_NUM(o, "totalProcessingTime", m.overall.total_processing_time_ms);
+  J_INT(o, "itemsProcessed", m.overall.items_processed);
+  J_NUM(o, "averageItemTime", m.overall.average_item_time_ms);
+  J_NUM(o, "errorRate", m.overall.error_rate);
+  J_NUM(o, "itemsPerSecond", m.overall.items_per_second);
+  J_INT(o, "embedded", m.overall.embedded); J_INT(o, "failed", m.overall.failed);
+  J_INT(o, "truncated", m.overall.truncated); J_INT(o, "tokens", m.overall.tokens);
+  J_INT(o, "batches", m.overall.batches);
+  J_NUM(o, "tokenizeTime", m.overall.tokenize_ms); J_NUM(o, "encodeTime", m.overall.encode_ms);
+  J_NUM(o, "storeTime", m.overall.store_ms); J_INT(o, "peakRssBytes", m.overall.peak_rss_bytes);
+  json_object_set_new(root, "cache", c);
+  json_object_set_new(root, "batchOptimizer", b);
+  json_object_set_new(root, "memoryProcessor", mp);
+  json_object_set_new(root, "overall", o);
+  char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+  json_decref(root);
+  char *r = s ? ae__strdup(s) : NULL;
+  free(s);
+  return r;
+}
+
+char *ae_generator_metrics_prometheus(ae_generator *g) {
+  ae_performance_metrics m;
+  ae_generator_metrics(g, &m);
+  char *buf = ae__malloc(8192);
+  if (!buf) return NULL;
+  size_t k = 0, cap = 8192;
+#define P(name, type, help, fmt, val) \
+  k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "# HELP astembed_" name " " help "\n# TYPE astembed_" name " " type "\nastembed_" name " " fmt "\n", val)
+  P("cache_hit_ratio", "gauge", "Share of lookups served by the memory cache or the store.", "%.6f", m.cache.hit_ratio);
+  P("cache_lookups_total", "counter", "Cache lookups.", "%llu", (unsigned long long)m.cache.lookups);
+  P("cache_memory_hits_total", "counter", "Hits in the memory cache.", "%llu", (unsigned long long)m.cache.memory_hits);
+  P("cache_store_hits_total", "counter", "Hits in the store tier.", "%llu", (unsigned long long)m.cache.store_hits);
+  P("cache_evictions_total", "counter", "Memory cache evictions.", "%llu", (unsigned long long)m.cache.evictions);
+  P("cache_entries", "gauge", "Memory cache entries.", "%llu", (unsigned long long)m.cache.entries);
+  P("cache_bytes", "gauge", "Memory cache bytes.", "%llu", (unsigned long long)m.cache.bytes);
+  P("cache_average_access_time_ns", "gauge", "Mean memory cache access time.", "%.1f", m.cache.average_access_time_ns);
+  P("cache_performance_score", "gauge", "Memory cache performance score.", "%.6f", m.cache.performance_score);
+  P("batch_average_size", "gauge", "Mean items per encoder batch.", "%.3f", m.batch_optimizer.average_batch_size);
+  P("batch_average_throughput", "gauge", "Mean items per second of the encoder batches.", "%.3f", m.batch_optimizer.average_throughput);
+  P("batch_optimization_score", "gauge", "Batch optimizer score (0..1).", "%.6f", m.batch_optimizer.optimization_score);
+  P("batch_resource_utilization", "gauge", "CPU and memory use relative to the targets.", "%.6f", m.batch_optimizer.resource_utilization);
+  P("batch_recommended_size", "gauge", "Batch size the optimizer recommends now.", "%d", m.batch_optimizer.recommended_batch_size);
+  k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0,
+                        "# HELP astembed_memory_strategy Current memory strategy (1 for the active one).\n"
+                        "# TYPE astembed_memory_strategy gauge\nastembed_memory_strategy{strategy=\"%s\"} 1\n",
+                        m.memory_processor.current_strategy);
+  P("memory_usage_percent", "gauge", "Memory use relative to the limit.", "%.3f", m.memory_processor.memory_usage);
+  P("memory_strategy_changes_total", "counter", "Strategy changes.", "%d", m.memory_processor.strategy_changes);
+  P("memory_cleanups_total", "counter", "Cleanups.", "%d", m.memory_processor.cleanups);
+  P("memory_efficiency", "gauge", "Items succeeded per item processed.", "%.6f", m.memory_processor.efficiency);
+  P("items_processed_total", "counter", "Annotations processed.", "%llu", (unsigned long long)m.overall.items_processed);
+  P("items_embedded_total", "counter", "Annotations run through the encoder.", "%llu", (unsigned long long)m.overall.embedded);
+  P("items_failed_total", "counter", "Annotations that failed.", "%llu", (unsigned long long)m.overall.failed);
+  P("items_truncated_total", "counter", "Annotations truncated at the max length.", "%llu", (unsigned long long)m.overall.truncated);
+  P("tokens_total", "counter", "Tokens run through the encoder.", "%llu", (unsigned long long)m.overall.tokens);
+  P("processing_seconds_total", "counter", "Time spent in embed calls.", "%.6f", m.overall.total_processing_time_ms / 1000);
+  P("average_item_seconds", "gauge", "Mean time per item.", "%.9f", m.overall.average_item_time_ms / 1000);
+  P("error_rate", "gauge", "Failed items per item.", "%.6f", m.overall.error_rate);
+  P("peak_rss_bytes", "gauge", "Peak resident memory.", "%llu", (unsigned long long)m.overall.peak_rss_bytes);
+#undef P
+  if (k >= cap) { ae__free(buf); return NULL; }
+  return buf;
+}
+
+int ae_generator_optimize(ae_generator *g) {
+  if (g->cache) {
+    ae_cache_maintain(g->cache);
+    ae_cache_flush(g->cache);
+  }
+  if (g->opt) {
+    ae_batch_recommendation r;
+    if (ae_batchopt_recommend(g->opt, &r) == AE_OK)
+      logf_(g, AE_LOG_INFO, "batch optimizer: recommends %d items / %d tokens (confidence %.2f): %s",
+            r.batch_size, r.token_budget, r.confidence, r.reason);
+  }
+  malloc_trim(0);
+  return AE_OK;
+}
