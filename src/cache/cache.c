@@ -546,6 +546,16 @@ static void attach_or_release(ae_cache *c, shard_t *s, const char *key, size_t k
   vec_release(c, v);
 }
 
+/* Prefetches kh's bucket without the shard lock: the table pointer and mask are read
+ * with relaxed atomics (shard_grow stores them atomically); a stale pair only yields
+ * a useless address, and a prefetch never faults. */
+static inline void gm_prefetch_bucket(ae_cache *c, uint64_t kh) {
+  shard_t *s = shard_of(c, kh);
+  entry_t **b = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
+  size_t mask = __atomic_load_n(&s->bmask, __ATOMIC_RELAXED);
+  __builtin_prefetch(&b[kh & mask]);
+}
+
 /* Memory-tier lookup under the shard lock. */
 static int memory_get(ae_cache *c, shard_t *s, const char *key, size_t klen, uint64_t kh,
                       XXH128_hash_t h, float *out, size_t dim, uint64_t now) {
@@ -593,6 +603,7 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
   uint64_t t0 = sample_start();
   size_t klen = strlen(key);
   uint64_t kh = XXH3_64bits(key, klen);
+  gm_prefetch_bucket(c, kh); /* in flight while the content is hashed */
   XXH128_hash_t h = XXH3_128bits_withSeed(content ? content : "", content_len, c->seed);
   shard_t *s = shard_of(c, kh);
   pthread_mutex_lock(&s->mu);
@@ -623,11 +634,9 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
  * entries are prefetched together, then each item's vector and LRU neighbours
  * GM_AHEAD items before its lookup, which then finds its lines in cache.
  *
- * The bucket prefetch reads a shard's table pointer and mask without its lock
- * (relaxed atomics; shard_grow stores them atomically): a stale pair only yields a
- * useless address, and a prefetch never faults. Everything else reads the table
- * afresh under the lock and dereferences only pointers valid at that moment
- * (earlier items of the group may remove or add entries). */
+ * The bucket prefetch runs without the lock (see gm_prefetch_bucket). Everything
+ * else reads the table afresh under the lock and dereferences only pointers valid at
+ * that moment (earlier items of the group may remove or add entries). */
 #define GM_BLOCK 256
 #define GM_AHEAD 4
 
@@ -636,13 +645,6 @@ typedef struct {
   XXH128_hash_t h;
   size_t klen;
 } gm_item;
-
-static inline void gm_prefetch_bucket(ae_cache *c, uint64_t kh) {
-  shard_t *s = shard_of(c, kh);
-  entry_t **b = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
-  size_t mask = __atomic_load_n(&s->bmask, __ATOMIC_RELAXED);
-  __builtin_prefetch(&b[kh & mask]);
-}
 
 static inline void gm_prefetch_hit(shard_t *s, uint64_t kh) {
   entry_t *e = s->buckets[kh & s->bmask];
