@@ -288,6 +288,7 @@ static void run_batch(workload *w, int first, int count) {
  * the verdict uses. Process CPU time counts all of the process's threads (OpenMP
  * workers included) but not time they spent preempted. */
 static int use_wall;
+static int trace; /* --trace: print every learning batch */
 typedef struct { double wall, cpu; } stamp;
 static stamp now(void) {
   struct timespec ts;
@@ -336,6 +337,10 @@ static int optimizer_batch(workload *w, optimizer *op, stamp *acc, ae_batch_reco
   acc->wall += t.wall;
   acc->cpu += t.cpu;
   if (after) ae_batchopt_recommend(op->o, after);
+  if (trace && after)
+    printf("  learning batch %3d: %3d items %5d tokens, cpu %8.1f ms, wall %8.1f ms, %7.1f "
+           "tokens/cpu-s -> next %d (best %d)\n", op->batches, count, tokens, t.cpu, t.wall,
+           tokens / (t.cpu / 1000), after->batch_size, after->best_batch_size);
   return count;
 }
 
@@ -509,7 +514,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: bench_adaptive [--kernel encoder|synthetic] [--rounds R] [--chunks C]\n"
           "         [--chunk N] [--batches B] [--threads T] [--seed S] [--clock cpu|wall]\n"
-          "         [--sweep N] [--sweep-pow2] [--history N]\n"
+          "         [--sweep N] [--sweep-pow2] [--history N] [--trace]\n"
           "  encoder:   [--model DIR] [--data FILE.jsonl] [--items N]\n"
           "  synthetic: [--dim D] [--overhead-mb M] [--spread SIGMA]\n");
 }
@@ -523,6 +528,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
     if (!strcmp(a, "--sweep-pow2")) { sweep_pow2 = 1; continue; }
+    if (!strcmp(a, "--trace")) { trace = 1; continue; }
     if (!v) { fprintf(stderr, "bench_adaptive: %s needs a value\n", a); return 2; }
     if (!strcmp(a, "--kernel")) {
       if (!strcmp(v, "encoder")) kind = K_ENCODER;

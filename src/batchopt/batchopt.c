@@ -25,12 +25,13 @@
  *   1. Explore (until min_samples healthy batches): start at min_batch_size and grow
  *      geometrically (×2 at the default aggressiveness 0.3, ×(1 + aggr/0.3) in
  *      general), stopping early at max, at a learned ceiling, or once two sizes in a
- *      row fall clearly (below 80%) under the best throughput seen: the peak is
- *      behind. Two, because one batch is one noisy measurement: a batch of one or two
- *      items measures mostly which items it got (one long item amortises the per-batch
- *      cost far better than two short ones) and, on a busy machine, whether its
- *      threads were preempted; stopping on one such sample left the search at a size
- *      of 1 or 2 on the real encoder, 3 to 4 times slower than its plateau.
+ *      row fall clearly (below 80%) under the best throughput seen, the best being
+ *      at least 4 items: the peak is behind. Two sizes, and a best of 4 items or more,
+ *      because one batch is one noisy measurement, and a batch of one or two items
+ *      measures mostly which items it got (one long item amortises a per-batch cost
+ *      far better than two short ones) and, on a busy machine, whether its threads
+ *      were preempted: stopping on such a sample left the search at 1 or 2 items on
+ *      the real encoder, 3 to 4 times slower than its plateau from 32 items.
  *   2. Exploit: fit a weighted parabola to log(score) over the sizes within 1.6
  *      octaves of the best size (weights = samples per size, capped at 20; the best
  *      size judged pessimistically, score × (1 - cv/√n), so that a single lucky
@@ -41,15 +42,10 @@
  *      Batches then alternate between the estimate and probes at estimate × f and
  *      estimate / f with f = 1 + aggressiveness × min(1, 0.5 + 2·cv), cv the pooled
  *      variation of throughput within sizes: under noise, wide probes measure the
- *      curvature better; when measurements are clean, narrow probes cost less. An
- *      estimate at the edge of the sizes measured (nothing retained above it, or
- *      below it) probes that side a whole exploration step out instead, since the
- *      curve may go on rising there. Probes are every other batch for the first
- *      2·min_samples exploit batches, then one in four, and one in eight once the
- *      confidence reaches 0.8 away from an edge: every probe runs off the best size
- *      (on a peaked curve a probe ±30% away costs 5-15% of its batch), so a settled
- *      optimizer probes only enough to keep the fit current. Samples age out of the
- *      history, so the optimizer follows drift.
+ *      curvature better; when measurements are clean, narrow probes cost less;
+ *      probes are every other batch for the first 2·min_samples exploit batches,
+ *      then one in four, so that the fit keeps learning while most batches run at the
+ *      estimate. Samples age out of the history, so the optimizer follows drift.
  *   3. Back off: a failed batch halves the size; memory above target, or CPU above
  *      target when a smaller size is known to keep CPU within it, multiplies the size
  *      by 1 - aggressiveness. A back-off also sets a ceiling at the new size (and a
@@ -86,8 +82,8 @@
 #define FIT_WINDOW_OCT 1.6
 #define FIT_WEIGHT_CAP 20
 #define PEAK_PASSED 0.80
-#define CONFIDENT 0.80
 #define DROPS_TO_PASS 2
+#define MIN_JUDGED_SIZE 4
 #define TOKEN_HEADROOM 2.0
 #define TPI_ALPHA 0.1
 
@@ -454,10 +450,11 @@ static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
                                                : (double)s->items_processed / (s->processing_time_ms / 1000.0);
   /* One batch is one noisy measurement: a size that falls below 80% of the best may
    * just be unlucky (or the best lucky), so the peak counts as passed after
-   * DROPS_TO_PASS sizes in a row below it. */
+   * DROPS_TO_PASS sizes in a row below it, and only once the best has at least
+   * MIN_JUDGED_SIZE items (see the header comment). */
   int below = bb && s->batch_size > bb->size && thr < PEAK_PASSED * bb->thr;
   o->drops = below ? o->drops + 1 : 0;
-  int passed = o->drops >= DROPS_TO_PASS;
+  int passed = o->drops >= DROPS_TO_PASS && bb->size >= MIN_JUDGED_SIZE;
   if (o->healthy_total >= o->c.min_samples || passed || o->cur >= upper(o)) {
     o->phase = PH_EXPLOIT;
     return;
@@ -474,40 +471,19 @@ static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
            o->by_tokens ? "tokens" : "items");
 }
 
-/* Smallest and largest sizes that ran healthy in the retained history. */
-static void measured_range(const ae_batchopt *o, int *lo, int *hi) {
-  *lo = *hi = 0;
-  for (int k = 0; k < o->nb; k++) {
-    if (!*lo || o->b[k].size < *lo) *lo = o->b[k].size;
-    if (o->b[k].size > *hi) *hi = o->b[k].size;
-  }
-}
-
 static void exploit_step(ae_batchopt *o) {
   const char *how;
   o->best = estimate_best(o, &how);
   int k = o->exploit_k++;
-  /* An estimate at the edge of what has been measured has no evidence beyond it: the
-   * curve may go on rising there (noisy exploration stopped early, or the load
-   * changed), so the probe on that side takes a whole exploration step. */
-  int lo, hi;
-  measured_range(o, &lo, &hi);
-  int edge_up = o->best >= hi && o->best < upper(o);
-  int edge_down = o->best <= lo && o->best > o->c.min_batch_size;
-  /* Probes are every other batch early on, one in four later, one in eight once the
-   * estimate is confident and not at an edge: each probe runs away from the best, so
-   * a settled optimizer probes only enough to follow drift. */
   int early = k < 2 * o->c.min_samples;
-  int settled = !early && o->confidence >= CONFIDENT && !edge_up && !edge_down;
-  int period = early ? 4 : settled ? 16 : 8;
+  int period = early ? 4 : 8;
   double wide = 0.5 + 2 * o->pooled_cv;
   double f = 1 + o->c.aggressiveness * (wide > 1 ? 1 : wide);
   int slot = k % period, next = o->best;
   const char *what = "running at";
   if (slot == period / 4 || slot == 3 * period / 4) {
     int up = slot == period / 4;
-    double g = (up ? edge_up : edge_down) ? explore_factor(o) : f;
-    int p = clamp_size(o, up ? o->best * g : o->best / g);
+    int p = clamp_size(o, up ? o->best * f : o->best / f);
     if (p == o->best) p = clamp_size(o, o->best + (up ? 1 : -1));
     if (p != o->best) { next = p; what = up ? "probing above" : "probing below"; }
   }
