@@ -201,10 +201,10 @@ static void latency(ae_cache *c, char (*keys)[24], char (*contents)[CONTENT_LEN 
  * with whatever else runs), 100k only in DRAM. */
 static int bench_hot(int HOT_KEYS) {
   int ok = 1;
-  char (*keys)[24] = malloc(HOT_KEYS * sizeof *keys);
+  char (*keys)[32] = malloc(HOT_KEYS * sizeof *keys);
   char (*contents)[CONTENT_LEN + 1] = malloc(HOT_KEYS * sizeof *contents);
   char (*miss_contents)[CONTENT_LEN + 1] = malloc(HOT_KEYS * sizeof *miss_contents);
-  char (*miss_keys)[24] = malloc(HOT_KEYS * sizeof *miss_keys);
+  char (*miss_keys)[32] = malloc(HOT_KEYS * sizeof *miss_keys);
   float v[DIM];
   ae_cache *c = make_cache(2 * (size_t)HOT_KEYS, 512, AE_CACHE_LRU, 16, NULL);
   for (int i = 0; i < HOT_KEYS; i++) {
