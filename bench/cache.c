@@ -99,7 +99,7 @@ static ae_cache *make_cache(size_t entries, size_t mb, int policy, unsigned shar
 
 typedef struct {
   ae_cache *c;
-  char (*keys)[24];
+  char (*keys)[32];
   char (*contents)[CONTENT_LEN + 1];
   const uint32_t *order;
   size_t n;
@@ -156,7 +156,7 @@ static double run_threads(int nthreads, hot_arg *tmpl, uint32_t **orders, long *
 /* Batch gets (ae_cache_get_many, BATCH keys a call) over order; returns gets per wall
  * second, *per_cpu per CPU-second of the thread. */
 #define BATCH 64
-static double run_batched(ae_cache *c, char (*keys)[24], char (*contents)[CONTENT_LEN + 1],
+static double run_batched(ae_cache *c, char (*keys)[32], char (*contents)[CONTENT_LEN + 1],
                           const uint32_t *order, size_t n, double *per_cpu, int *all_hit) {
   static float out[BATCH * DIM];
   const char *ks[BATCH], *cs[BATCH];
@@ -178,7 +178,7 @@ static double run_batched(ae_cache *c, char (*keys)[24], char (*contents)[CONTEN
   return (double)done / ((double)(ae__now_ns() - t0) / 1e9);
 }
 
-static void latency(ae_cache *c, char (*keys)[24], char (*contents)[CONTENT_LEN + 1],
+static void latency(ae_cache *c, char (*keys)[32], char (*contents)[CONTENT_LEN + 1],
                     const uint32_t *order, size_t n, double *p50, double *p99, int expect) {
   uint64_t *lat = malloc(n * sizeof *lat);
   float out[DIM];
