@@ -1,52 +1,83 @@
 /* bench_adaptive: the DynamicBatchOptimizer against fixed batch sizes on a real
- * CPU-bound workload.
+ * workload.
  *
- * Workload. A stream of items with token counts drawn from a log-normal (median 24
- * tokens, sigma --spread, default 0.5, in ln; clipped to [4, 256]). A batch is
- * processed the way a padded BERT layer would be: every item is padded to the batch's
- * longest item, one projection GEMM [count·maxlen × d]·[d × d] runs over the batch, and
- * each item gets an attention-like pair of GEMMs [maxlen × d]·[d × maxlen] and
- * [maxlen × maxlen]·[maxlen × d] (oneDNN sgemm: real floating-point work). Each batch
- * also pays a fixed cost, one pass over a weight buffer (--overhead-mb, default 8 MiB),
- * as a per-batch weight re-pack or kernel set-up would. Small batches pay the fixed
- * cost often; large ones pay for padding, since the longest of more items is longer.
- * So a best batch size exists, and nobody tells the optimizer where.
+ * Workload (--kernel encoder, the default when a model can be found or made). The
+ * native encoder (ae_encoder_embed_ids, --threads 2) embedding real annotations:
+ * CPython stdlib annotations from ../shared/testdata (the text the generator embeds:
+ * signature, summary and code), a seeded random subset of --items of them, tokenized
+ * once with the encoder's tokenizer and truncated at its max length (256). The model
+ * is --model DIR, else ../shared/models/all-MiniLM-L6-v2 when it has weights, else a
+ * random-weight model of that shape made by ae_model_init_random into a temporary
+ * folder (removed at exit). The encoder packs the tokens of a batch without padding,
+ * so the cost per token hardly depends on the batch size: what a batch size changes
+ * is how often the per-batch fixed costs are paid (GEMM primitive lookup, the OpenMP
+ * fork/join of every kernel, GEMMs over few rows using the cores badly) and, for
+ * large batches, the working set of the activations. So the curve is flat-topped and
+ * the best fixed size is whatever this machine says; nobody tells the optimizer.
+ *
+ * Workload (--kernel synthetic). A stream of items with token counts drawn from a
+ * log-normal (median 24 tokens, sigma --spread, default 0.5, in ln; clipped to
+ * [4, 256]). A batch is processed the way a padded BERT layer would be: every item is
+ * padded to the batch's longest item, one projection GEMM [count·maxlen × d]·[d × d]
+ * runs over the batch, and each item gets an attention-like pair of GEMMs
+ * [maxlen × d]·[d × maxlen] and [maxlen × maxlen]·[maxlen × d] (oneDNN sgemm: real
+ * floating-point work). Each batch also pays a fixed cost, one pass over a weight
+ * buffer (--overhead-mb, default 8 MiB). Small batches pay the fixed cost often; large
+ * ones pay for padding, since the longest of more items is longer. So a best batch
+ * size exists in the interior.
  *
  * Protocol. Each round: a fresh optimizer learns for --batches batches (recommend ->
  * batch of at most batch_size items and token_budget tokens -> record). Then chunks of
- * 256 items are processed by every fixed size in {1, 8, 32, 64, 128} and by the
- * optimizer (which keeps learning and probing) in rotating order, so load changes on
- * the shared machine hit every configuration alike; throughput = items / time summed
- * over the chunks. Time is the thread's CPU time (--clock wall for wall time), which
- * does not charge a batch for time spent preempted. The table shows medians over the
- * rounds. PASS when the optimizer's steady state is within 5% of the best fixed size.
- * "converged" is the first batch after which the best estimate stays within ±25% of
- * its value at the end of learning. --sweep N prints the throughput of every fixed
- * size 1..N instead, to see the curve.
+ * --chunk items are processed by every fixed size in {1, 8, 32, 64, 128} and by the
+ * optimizer (which keeps learning and probing) in rotating order, on the same stretch
+ * of the item stream, so load changes on the shared machine hit every configuration
+ * alike; throughput = items / time summed over the chunks. Every batch is timed on two
+ * clocks: wall time, and the process's CPU time (all threads), which does not charge
+ * a batch for time its threads spent preempted by other processes. --clock picks the
+ * one the optimizer learns from and the verdict uses (default cpu); the table shows
+ * both, as medians over the rounds. PASS when the optimizer's steady state is within
+ * 5% of the best fixed size. "converged" is the first batch after which the best
+ * estimate stays within ±25% of its value at the end of learning. --sweep N prints the
+ * throughput of every fixed size 1..N instead (1, 2, 4, ... when --sweep-pow2), to see
+ * the curve.
  */
+#define _GNU_SOURCE
 #include "common/common.h"
 
+#include <ftw.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
 #define MAXLEN 256
 #define MAXB 128
 
+enum { K_ENCODER, K_SYNTHETIC };
+
 typedef struct {
-  int dim, n_items;
+  int kind, n_items;
   int *len;                 /* token count per item */
+  /* synthetic kernel */
+  int dim;
   float *emb;               /* [1024 × dim] token embedding table */
   float *w;                 /* [dim × dim] projection */
   float *x, *y, *s, *o;     /* scratch */
   float *weights;           /* per-batch overhead buffer */
   size_t weights_n;
   volatile float sink;
+  /* encoder */
+  ae_encoder *enc;
+  int32_t **ids;            /* token ids per item */
+  const int32_t **bid;      /* the batch being run */
+  size_t *blen;
+  float *out;               /* [MAXB × dim] */
 } workload;
 
 static uint64_t rng = 88172645463325252ull;
@@ -57,11 +88,14 @@ static double unif(void) {
 
 static double spread = 0.5; /* sigma of ln(tokens) */
 
-static int wl_init(workload *w, int n_items, int dim, double overhead_mb) {
-  memset(w, 0, sizeof *w);
+/* ---- synthetic kernel --------------------------------------------------------- */
+
+static int syn_init(workload *w, int n_items, int dim, double overhead_mb) {
+  w->kind = K_SYNTHETIC;
   w->dim = dim;
   w->n_items = n_items;
   w->len = malloc(n_items * sizeof *w->len);
+  if (!w->len) return -1;
   for (int i = 0; i < n_items; i++) {
     double g = sqrt(-2 * log(unif() + 1e-12)) * cos(2 * M_PI * unif());
     int l = (int)lround(24 * exp(spread * g));
@@ -75,20 +109,15 @@ static int wl_init(workload *w, int n_items, int dim, double overhead_mb) {
   w->o = malloc(sizeof(float) * MAXLEN * dim);
   w->weights_n = (size_t)(overhead_mb * 1024 * 1024 / sizeof(float));
   w->weights = malloc(sizeof(float) * (w->weights_n ? w->weights_n : 1));
-  if (!w->len || !w->emb || !w->w || !w->x || !w->y || !w->s || !w->o || !w->weights) return -1;
+  if (!w->emb || !w->w || !w->x || !w->y || !w->s || !w->o || !w->weights) return -1;
   for (int i = 0; i < 1024 * dim; i++) w->emb[i] = (float)(unif() - 0.5);
   for (int i = 0; i < dim * dim; i++) w->w[i] = (float)((unif() - 0.5) / sqrt(dim));
   for (size_t i = 0; i < w->weights_n; i++) w->weights[i] = (float)unif();
   return 0;
 }
 
-static void wl_free(workload *w) {
-  free(w->len); free(w->emb); free(w->w); free(w->x); free(w->y); free(w->s); free(w->o);
-  free(w->weights);
-}
-
 /* Processes items [first, first+count) of the stream (wrapping). */
-static void run_batch(workload *w, int first, int count) {
+static void syn_batch(workload *w, int first, int count) {
   int d = w->dim, maxlen = 0;
   for (int i = 0; i < count; i++) {
     int l = w->len[(first + i) % w->n_items];
@@ -119,15 +148,162 @@ static void run_batch(workload *w, int first, int count) {
   w->sink = acc;
 }
 
-/* Time of one batch: thread CPU time by default (robust on a shared machine: time
- * spent preempted by other processes is not charged to the batch) or wall time. */
-static int use_wall;
-static double now_ms(void) {
-  if (use_wall) return ae__now_ms();
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+/* ---- encoder ------------------------------------------------------------------ */
+
+static int file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
 }
+
+static char tmp_model_root[256]; /* a temporary folder to remove at exit, or "" */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st; (void)flag; (void)ftw;
+  return remove(path);
+}
+static void remove_tmp_model(void) {
+  if (tmp_model_root[0]) nftw(tmp_model_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Finds the model folder: --model, the shared MiniLM when it has weights, else a
+ * random-weight model of its shape made into a temporary folder. 0 on success. */
+static int find_model(const char *model_arg, const char *shared, char *dir, size_t n,
+                      char *why, size_t wn) {
+  if (model_arg) { snprintf(dir, n, "%s", model_arg); return 0; }
+  char like[1100], path[1300];
+  snprintf(like, sizeof like, "%s/models/all-MiniLM-L6-v2", shared);
+  snprintf(path, sizeof path, "%s/model.safetensors", like);
+  if (file_exists(path)) { snprintf(dir, n, "%s", like); return 0; }
+  snprintf(path, sizeof path, "%s/config.json", like);
+  if (!file_exists(path)) {
+    snprintf(why, wn, "no --model and no %s to make a random-weight model like", path);
+    return -1;
+  }
+  snprintf(tmp_model_root, sizeof tmp_model_root, "%s/bench_adaptive.XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(tmp_model_root)) {
+    snprintf(why, wn, "cannot create a temporary folder for the model");
+    tmp_model_root[0] = 0;
+    return -1;
+  }
+  atexit(remove_tmp_model);
+  snprintf(dir, n, "%s/model", tmp_model_root);
+  if (ae_model_init_random(like, dir, 1, "F32") != AE_OK) {
+    snprintf(why, wn, "ae_model_init_random: %s", ae_last_error());
+    return -1;
+  }
+  return 0;
+}
+
+/* Loads the annotations, picks n_items of them at random (seeded), builds the text the
+ * generator would embed and tokenizes it once with the encoder's tokenizer. */
+static int enc_items(workload *w, const char *data, int n_items, char *why, size_t wn) {
+  ae_annotation_set *set;
+  if (ae_annotations_load_jsonl(data, NULL, NULL, &set) != AE_OK) {
+    snprintf(why, wn, "%s", ae_last_error());
+    return -1;
+  }
+  size_t total = ae_annotation_set_count(set);
+  const ae_annotation *a = ae_annotation_set_items(set);
+  size_t *order = malloc(sizeof(size_t) * (total ? total : 1));
+  w->len = malloc(sizeof(int) * n_items);
+  w->ids = calloc(n_items, sizeof *w->ids);
+  if (!order || !w->len || !w->ids) { snprintf(why, wn, "out of memory"); return -1; }
+  for (size_t i = 0; i < total; i++) order[i] = i;
+  for (size_t i = total; i > 1; i--) {   /* Fisher-Yates */
+    size_t j = (size_t)(unif() * i), t = order[i - 1];
+    order[i - 1] = order[j];
+    order[j] = t;
+  }
+  ae_text_options to;
+  ae_text_options_default(&to);
+  const ae_tokenizer *tok = ae_encoder_tokenizer(w->enc);
+  size_t max_len = (size_t)ae_encoder_max_length(w->enc);
+  w->n_items = 0;
+  for (size_t i = 0; i < total && w->n_items < n_items; i++) {
+    char *text;
+    size_t len, n_ids;
+    int32_t *ids;
+    if (ae_annotation_text(&a[order[i]], &to, &text, &len, NULL) != AE_OK) continue;
+    int rc = ae_tokenizer_encode(tok, text, len, max_len, &ids, &n_ids, NULL);
+    ae_free(text);
+    if (rc != AE_OK) continue;
+    w->ids[w->n_items] = ids;
+    w->len[w->n_items++] = (int)n_ids;
+  }
+  free(order);
+  ae_annotation_set_free(set);
+  if (w->n_items < 256) {
+    snprintf(why, wn, "%s gave only %d usable annotations", data, w->n_items);
+    return -1;
+  }
+  return 0;
+}
+
+static int enc_init(workload *w, const char *model, const char *data, int n_items,
+                    int threads, char *why, size_t wn) {
+  w->kind = K_ENCODER;
+  ae_encoder_options eo = {threads, 0};
+  if (ae_encoder_load(model, &eo, &w->enc) != AE_OK) {
+    snprintf(why, wn, "%s", ae_last_error());
+    return -1;
+  }
+  w->dim = ae_encoder_dim(w->enc);
+  w->bid = malloc(sizeof *w->bid * MAXB);
+  w->blen = malloc(sizeof *w->blen * MAXB);
+  w->out = malloc(sizeof(float) * MAXB * w->dim);
+  if (!w->bid || !w->blen || !w->out) { snprintf(why, wn, "out of memory"); return -1; }
+  return enc_items(w, data, n_items, why, wn);
+}
+
+static void enc_batch(workload *w, int first, int count) {
+  for (int i = 0; i < count; i++) {
+    int item = (first + i) % w->n_items;
+    w->bid[i] = w->ids[item];
+    w->blen[i] = (size_t)w->len[item];
+  }
+  if (ae_encoder_embed_ids(w->enc, w->bid, w->blen, (size_t)count, w->out) != AE_OK) {
+    fprintf(stderr, "bench_adaptive: encoder failed: %s\n", ae_last_error());
+    exit(1);
+  }
+}
+
+static void wl_free(workload *w) {
+  free(w->len); free(w->emb); free(w->w); free(w->x); free(w->y); free(w->s); free(w->o);
+  free(w->weights);
+  if (w->ids)
+    for (int i = 0; i < w->n_items; i++) ae_free(w->ids[i]);
+  free(w->ids); free(w->bid); free(w->blen); free(w->out);
+  ae_encoder_free(w->enc);
+}
+
+static void run_batch(workload *w, int first, int count) {
+  if (w->kind == K_ENCODER) enc_batch(w, first, count);
+  else syn_batch(w, first, count);
+}
+
+/* ---- clocks ------------------------------------------------------------------- */
+
+/* Every batch is timed on both clocks; use_wall says which one the optimizer sees and
+ * the verdict uses. Process CPU time counts all of the process's threads (OpenMP
+ * workers included) but not time they spent preempted. */
+static int use_wall;
+static int trace; /* --trace: print every learning batch */
+typedef struct { double wall, cpu; } stamp;
+static stamp now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  stamp s = {ae__now_ms(), ts.tv_sec * 1e3 + ts.tv_nsec / 1e6};
+  return s;
+}
+static void add_since(stamp t0, stamp *acc) {
+  stamp t = now();
+  acc->wall += t.wall - t0.wall;
+  acc->cpu += t.cpu - t0.cpu;
+}
+static double pick(stamp s) { return use_wall ? s.wall : s.cpu; }
+
+/* ---- the optimizer's loop ----------------------------------------------------- */
 
 typedef struct {
   ae_batchopt *o;
@@ -137,8 +313,8 @@ typedef struct {
 } optimizer;
 
 /* One optimizer batch at the optimizer's own stream position; returns items and adds
- * its time to *ms. */
-static int optimizer_batch(workload *w, optimizer *op, double *ms, ae_batch_recommendation *after) {
+ * its time to *acc. */
+static int optimizer_batch(workload *w, optimizer *op, stamp *acc, ae_batch_recommendation *after) {
   ae_batch_recommendation r;
   ae_batchopt_recommend(op->o, &r);
   /* cut the batch by items and by tokens (always at least one item) */
@@ -150,46 +326,66 @@ static int optimizer_batch(workload *w, optimizer *op, double *ms, ae_batch_reco
     count++;
   }
   if (op->batches++ % 10 == 0) ae_probe_read(op->probe, &op->pr); /* monitoring, not every batch */
-  double t0 = now_ms();
+  stamp t0 = now(), t = {0, 0};
   run_batch(w, op->pos, count);
-  double t = now_ms() - t0;
+  add_since(t0, &t);
   op->pos = (op->pos + count) % w->n_items;
-  ae_batch_sample s = {count, tokens, t > 1e-6 ? t : 1e-6, op->pr.process_cpu_pct,
+  double ms = pick(t);
+  ae_batch_sample s = {count, tokens, ms > 1e-6 ? ms : 1e-6, op->pr.process_cpu_pct,
                        op->pr.memory_pct, 1, count};
   ae_batchopt_record(op->o, &s);
-  *ms += t;
+  acc->wall += t.wall;
+  acc->cpu += t.cpu;
   if (after) ae_batchopt_recommend(op->o, after);
+  if (trace && after)
+    printf("  learning batch %3d: %3d items %5d tokens, cpu %8.1f ms, wall %8.1f ms, %7.1f "
+           "tokens/cpu-s -> next %d (best %d)\n", op->batches, count, tokens, t.cpu, t.wall,
+           tokens / (t.cpu / 1000), after->batch_size, after->best_batch_size);
   return count;
 }
 
 typedef struct {
-  double fixed[5], opt;     /* items/s */
+  double fixed[5][2], opt[2];  /* items/s: [clock] 0 = chosen, 1 = the other */
   int final_best, converged_at;
-  double confidence;
+  double confidence, mean_size;
   char reason[256];
+  char learned[512];           /* sizes of the learning batches, as run */
 } round_out;
 
 static const int sizes[5] = {1, 8, 32, 64, 128};
-static int sweep_max;
 static int history; /* --history: history_retention, 0 = default (100) */
 
+static void rates(stamp ms, double items, double out[2]) {
+  double chosen = use_wall ? ms.wall : ms.cpu, other = use_wall ? ms.cpu : ms.wall;
+  out[0] = items / (chosen / 1000.0);
+  out[1] = items / (other / 1000.0);
+}
+
 /* --sweep N: items/s of every fixed size 1..N (interleaved chunks), to see the curve. */
-static int sweep(workload *w, int max, int chunks, int chunk) {
-  double *ms = calloc(max + 1, sizeof *ms);
+static int sweep(workload *w, int max, int pow2, int chunks, int chunk) {
+  int ks[MAXB + 1], nk = 0;
+  for (int k = 1; k <= max && k <= MAXB; k = pow2 ? k * 2 : k + 1) ks[nk++] = k;
+  stamp ms[MAXB + 1] = {{0, 0}};
   for (int c = 0; c < chunks; c++) {
     int first = (c * chunk) % w->n_items;
-    for (int k = 1; k <= max; k++) {
-      double t0 = now_ms();
+    for (int j = 0; j < nk; j++) {
+      int k = ks[(j + c) % nk];
+      stamp t0 = now();
       for (int f = 0; f < chunk; f += k) run_batch(w, first + f, f + k <= chunk ? k : chunk - f);
-      ms[k] += now_ms() - t0;
+      add_since(t0, &ms[k]);
     }
   }
-  double best = 0;
-  for (int k = 1; k <= max; k++) if (chunks * chunk / (ms[k] / 1000) > best) best = chunks * chunk / (ms[k] / 1000);
-  for (int k = 1; k <= max; k++)
-    printf("size %3d: %10.1f items/s (%5.1f%%)\n", k, chunks * chunk / (ms[k] / 1000),
-           100 * chunks * chunk / (ms[k] / 1000) / best);
-  free(ms);
+  double best = 0, r[2];
+  for (int j = 0; j < nk; j++) {
+    rates(ms[ks[j]], (double)chunks * chunk, r);
+    if (r[0] > best) best = r[0];
+  }
+  printf("%-9s %12s %8s %14s\n", "size", use_wall ? "wall items/s" : "cpu items/s", "vs best",
+         use_wall ? "cpu items/s" : "wall items/s");
+  for (int j = 0; j < nk; j++) {
+    rates(ms[ks[j]], (double)chunks * chunk, r);
+    printf("size %4d %12.1f %7.1f%% %14.1f\n", ks[j], r[0], 100 * r[0] / best, r[1]);
+  }
   return 0;
 }
 
@@ -206,12 +402,18 @@ static void run_round(workload *w, int batches, int chunks, int chunk, int round
     exit(2);
   }
   ae_probe_new(NULL, NULL, &op.probe);
+  /* learning starts at a stretch of the stream the measurement does not use first */
+  op.pos = (round * 977 + w->n_items / 2) % w->n_items;
   int *best = malloc(sizeof(int) * batches);
-  double ignore = 0;
+  stamp ignore = {0, 0};
+  size_t used = 0;
+  out->learned[0] = 0;
   for (int b = 0; b < batches; b++) {
     ae_batch_recommendation r;
-    optimizer_batch(w, &op, &ignore, &r);
+    int n = optimizer_batch(w, &op, &ignore, &r);
     best[b] = r.best_batch_size;
+    if (used + 8 < sizeof out->learned)
+      used += (size_t)snprintf(out->learned + used, sizeof out->learned - used, " %d", n);
   }
   out->final_best = best[batches - 1];
   out->converged_at = batches;
@@ -224,23 +426,30 @@ static void run_round(workload *w, int batches, int chunks, int chunk, int round
   /* measured on the same stretch of the stream as the fixed sizes: the optimizer's
    * cursor restarts where theirs does and stays within one batch of them */
   op.pos = (round * 977) % w->n_items;
-  double ms[6] = {0}, items[6] = {0};
+  stamp ms[6] = {{0, 0}};
+  double items[6] = {0};
+  int opt_batches = 0;
   for (int c = 0; c < chunks; c++) {
     int first = (c * chunk + round * 977) % w->n_items;
     for (int j = 0; j < 6; j++) {
-      int k = (j + c) % 6;
+      int k = (j + c + round) % 6;
       if (k < 5) {
-        double t0 = now_ms();
-        for (int f = 0; f < chunk; f += sizes[k]) run_batch(w, first + f, sizes[k]);
-        ms[k] += now_ms() - t0;
+        stamp t0 = now();
+        for (int f = 0; f < chunk; f += sizes[k])
+          run_batch(w, first + f, f + sizes[k] <= chunk ? sizes[k] : chunk - f);
+        add_since(t0, &ms[k]);
         items[k] += chunk;
       } else {
-        while (items[5] < (double)(c + 1) * chunk) items[5] += optimizer_batch(w, &op, &ms[5], NULL);
+        while (items[5] < (double)(c + 1) * chunk) {
+          items[5] += optimizer_batch(w, &op, &ms[5], NULL);
+          opt_batches++;
+        }
       }
     }
   }
-  for (int k = 0; k < 5; k++) out->fixed[k] = items[k] / (ms[k] / 1000.0);
-  out->opt = items[5] / (ms[5] / 1000.0);
+  for (int k = 0; k < 5; k++) rates(ms[k], items[k], out->fixed[k]);
+  rates(ms[5], items[5], out->opt);
+  out->mean_size = items[5] / opt_batches;
   ae_batch_recommendation r;
   ae_batchopt_recommend(op.o, &r);
   out->confidence = r.confidence;
@@ -253,83 +462,186 @@ static int cmp_d(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
 }
-static double median(double *v, int n) {
+static double median(const double *in, int n) {
+  double v[64];
+  memcpy(v, in, sizeof(double) * n);
   qsort(v, n, sizeof *v, cmp_d);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The three load averages of /proc/loadavg ("" when unreadable). */
+static void loadavg(char *buf, size_t n) {
+  double l[3];
+  FILE *f = fopen("/proc/loadavg", "r");
+  buf[0] = 0;
+  if (f && fscanf(f, "%lf %lf %lf", &l[0], &l[1], &l[2]) == 3)
+    snprintf(buf, n, "%.2f %.2f %.2f", l[0], l[1], l[2]);
+  if (f) fclose(f);
+}
+
+/* Prints the table for one clock (0 = chosen, 1 = the other); returns the verdict
+ * ratio optimizer / best fixed (medians over rounds). */
+static double report(const round_out *ro, int rounds, int c, const char *clock_name) {
+  double med[5], v[64], best = 0;
+  int best_k = 0;
+  for (int k = 0; k < 5; k++) {
+    for (int r = 0; r < rounds; r++) v[r] = ro[r].fixed[k][c];
+    med[k] = median(v, rounds);
+    if (med[k] > best) { best = med[k]; best_k = k; }
+  }
+  for (int r = 0; r < rounds; r++) v[r] = ro[r].opt[c];
+  double opt_med = median(v, rounds);
+  printf("\n%s time (median of %d rounds)\n", clock_name, rounds);
+  printf("%-26s %12s %10s\n", "configuration", "items/s", "vs best");
+  for (int k = 0; k < 5; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "fixed %d", sizes[k]);
+    printf("%-26s %12.2f %9.1f%%%s\n", name, med[k], 100 * med[k] / best,
+           k == best_k ? "  (best fixed)" : "");
+  }
+  printf("%-26s %12.2f %9.1f%%\n", "optimizer (steady state)", opt_med, 100 * opt_med / best);
+  printf("per round, optimizer / best fixed of that round:");
+  for (int r = 0; r < rounds; r++) {
+    double bf = 0;
+    for (int k = 0; k < 5; k++) if (ro[r].fixed[k][c] > bf) bf = ro[r].fixed[k][c];
+    printf(" %.3f", ro[r].opt[c] / bf);
+  }
+  printf("\n");
+  return opt_med / best;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: bench_adaptive [--kernel encoder|synthetic] [--rounds R] [--chunks C]\n"
+          "         [--chunk N] [--batches B] [--threads T] [--seed S] [--clock cpu|wall]\n"
+          "         [--sweep N] [--sweep-pow2] [--history N] [--trace]\n"
+          "  encoder:   [--model DIR] [--data FILE.jsonl] [--items N]\n"
+          "  synthetic: [--dim D] [--overhead-mb M] [--spread SIGMA]\n");
+}
+
 int main(int argc, char **argv) {
-  int rounds = 3, chunks = 12, chunk = 256, batches = 60, dim = 128, threads = 1;
+  int kind = K_ENCODER, kind_given = 0, rounds = -1, chunks = -1, chunk = -1, batches = -1;
+  int dim = 128, threads = -1, n_items = 2048, sweep_max = 0, sweep_pow2 = 0;
   double overhead_mb = 8;
+  const char *model_arg = NULL, *data_arg = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      printf("usage: bench_adaptive [--rounds R] [--chunks C] [--batches B] [--dim D] "
-             "[--overhead-mb M] [--threads T] [--seed S] [--clock cpu|wall] [--sweep N] [--spread SIGMA] [--history N]\n");
-      return 0;
-    }
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+    if (!strcmp(a, "--sweep-pow2")) { sweep_pow2 = 1; continue; }
+    if (!strcmp(a, "--trace")) { trace = 1; continue; }
     if (!v) { fprintf(stderr, "bench_adaptive: %s needs a value\n", a); return 2; }
-    if (!strcmp(a, "--rounds")) rounds = atoi(v);
+    if (!strcmp(a, "--kernel")) {
+      if (!strcmp(v, "encoder")) kind = K_ENCODER;
+      else if (!strcmp(v, "synthetic")) kind = K_SYNTHETIC;
+      else { fprintf(stderr, "bench_adaptive: --kernel %s: expected encoder or synthetic\n", v); return 2; }
+      kind_given = 1;
+    }
+    else if (!strcmp(a, "--rounds")) rounds = atoi(v);
     else if (!strcmp(a, "--chunks")) chunks = atoi(v);
+    else if (!strcmp(a, "--chunk")) chunk = atoi(v);
     else if (!strcmp(a, "--batches")) batches = atoi(v);
     else if (!strcmp(a, "--dim")) dim = atoi(v);
     else if (!strcmp(a, "--overhead-mb")) overhead_mb = atof(v);
     else if (!strcmp(a, "--threads")) threads = atoi(v);
     else if (!strcmp(a, "--seed")) rng = strtoull(v, NULL, 10) | 1;
-    else if (!strcmp(a, "--clock")) use_wall = !strcmp(v, "wall");
+    else if (!strcmp(a, "--clock")) {
+      if (strcmp(v, "wall") && strcmp(v, "cpu")) { fprintf(stderr, "bench_adaptive: --clock %s: expected cpu or wall\n", v); return 2; }
+      use_wall = !strcmp(v, "wall");
+    }
     else if (!strcmp(a, "--sweep")) sweep_max = atoi(v);
     else if (!strcmp(a, "--spread")) spread = atof(v);
     else if (!strcmp(a, "--history")) history = atoi(v);
-    else { fprintf(stderr, "bench_adaptive: unknown option %s\n", a); return 2; }
+    else if (!strcmp(a, "--model")) model_arg = v;
+    else if (!strcmp(a, "--data")) data_arg = v;
+    else if (!strcmp(a, "--items")) n_items = atoi(v);
+    else { fprintf(stderr, "bench_adaptive: unknown option %s\n", a); usage(stderr); return 2; }
     i++;
   }
-  if (rounds < 1 || rounds > 64 || chunks < 1 || batches < 20 || dim < 16 || threads < 1 ||
-      overhead_mb < 0) {
+
+  workload w;
+  memset(&w, 0, sizeof w);
+  char why[1600] = "", model[1200] = "", data[1200], shared[1024];
+  const char *src = getenv("AE_SOURCE_DIR");
+  snprintf(shared, sizeof shared, "%s/../shared", src ? src : ".");
+  if (data_arg) snprintf(data, sizeof data, "%s", data_arg);
+  else snprintf(data, sizeof data, "%s/testdata/cpython-stdlib-annotations.jsonl", shared);
+  if (threads < 0) threads = kind == K_ENCODER ? 2 : 1;
+  if (kind == K_ENCODER) {
+    if (n_items < 256 || find_model(model_arg, shared, model, sizeof model, why, sizeof why) ||
+        enc_init(&w, model, data, n_items, threads, why, sizeof why)) {
+      if (n_items < 256) snprintf(why, sizeof why, "--items %d is below 256", n_items);
+      fprintf(stderr, "bench_adaptive: encoder workload unavailable: %s\n", why);
+      if (kind_given) return 1;
+      fprintf(stderr, "bench_adaptive: running --kernel synthetic instead\n");
+      wl_free(&w);
+      memset(&w, 0, sizeof w);
+      kind = K_SYNTHETIC;
+      threads = 1;
+    }
+  }
+  /* defaults per workload: an encoder item costs ~40 ms of CPU at the best size (~150
+   * ms alone), so one round of 12 learning batches (mostly at the larger sizes) and one
+   * chunk of 128 items per configuration is ~80 s of CPU: about 3 minutes of wall time
+   * when this process gets half of the machine's 2 cores. Run it several times for a
+   * spread (or --rounds N). */
+  if (rounds < 0) rounds = kind == K_ENCODER ? 1 : 3;
+  if (chunks < 0) chunks = kind == K_ENCODER ? 1 : 12;
+  if (chunk < 0) chunk = kind == K_ENCODER ? 128 : 256;
+  if (batches < 0) batches = kind == K_ENCODER ? 12 : 60;
+  if (rounds < 1 || rounds > 64 || chunks < 1 || chunk < 1 || batches < 10 || dim < 16 ||
+      threads < 1 || overhead_mb < 0) {
     fprintf(stderr, "bench_adaptive: bad arguments\n");
     return 2;
   }
   omp_set_num_threads(threads);
-  workload w;
-  if (wl_init(&w, 4096, dim, overhead_mb)) { fprintf(stderr, "bench_adaptive: out of memory\n"); return 1; }
-  round_out ro[64];
+  if (kind == K_SYNTHETIC && syn_init(&w, 4096, dim, overhead_mb)) {
+    fprintf(stderr, "bench_adaptive: out of memory\n");
+    return 1;
+  }
   run_batch(&w, 0, 32); /* warm up oneDNN's kernels */
-  if (sweep_max > 0) return sweep(&w, sweep_max, chunks, chunk);
+  char load0[128], load1[128];
+  loadavg(load0, sizeof load0);
+  if (kind == K_ENCODER) {
+    double sum = 0;
+    int at_max = 0;
+    for (int i = 0; i < w.n_items; i++) {
+      sum += w.len[i];
+      at_max += w.len[i] >= ae_encoder_max_length(w.enc);
+    }
+    printf("bench_adaptive: encoder %s (dim %d, max length %d), %d thread(s); %d annotations "
+           "from %s, %.1f tokens mean, %.0f%% truncated at the max length\n",
+           model, w.dim, ae_encoder_max_length(w.enc), threads, w.n_items, data,
+           sum / w.n_items, 100.0 * at_max / w.n_items);
+  } else {
+    printf("bench_adaptive: synthetic padded-encoder kernel (d=%d, %.0f MiB per-batch overhead, "
+           "token spread %.2f), %d thread(s)\n", dim, overhead_mb, spread, threads);
+  }
+  if (sweep_max > 0) {
+    int rc = sweep(&w, sweep_max, sweep_pow2, chunks, chunk);
+    wl_free(&w);
+    return rc;
+  }
+  printf("%d rounds x %d interleaved chunks of %d items; the optimizer (history %d) learns for "
+         "%d batches first and is fed %s time; load average before: %s\n", rounds, chunks,
+         chunk, history ? history : 100, batches, use_wall ? "wall" : "process CPU", load0);
+  fflush(stdout);
+  round_out ro[64];
   for (int r = 0; r < rounds; r++) run_round(&w, batches, chunks, chunk, r, &ro[r]);
+  loadavg(load1, sizeof load1);
 
-  double med[5], v[64], best = 0, ratios[64];
-  int best_k = 0;
-  for (int k = 0; k < 5; k++) {
-    for (int r = 0; r < rounds; r++) v[r] = ro[r].fixed[k];
-    med[k] = median(v, rounds);
-    if (med[k] > best) { best = med[k]; best_k = k; }
-  }
-  for (int r = 0; r < rounds; r++) v[r] = ro[r].opt;
-  double opt_med = median(v, rounds);
-  for (int r = 0; r < rounds; r++) {
-    double bf = 0;
-    for (int k = 0; k < 5; k++) if (ro[r].fixed[k] > bf) bf = ro[r].fixed[k];
-    ratios[r] = ro[r].opt / bf;
-  }
-  printf("bench_adaptive: padded-encoder kernel (d=%d, %.0f MiB per-batch overhead, token spread "
-         "%.2f), %d thread(s), %s time; %d rounds x %d interleaved chunks of %d items; optimizer "
-         "(history %d) learns for %d batches first\n", dim, overhead_mb, spread, threads,
-         use_wall ? "wall" : "thread CPU", rounds, chunks, chunk, history ? history : 100, batches);
-  printf("%-24s %12s %10s\n", "configuration", "items/s", "vs best");
-  for (int k = 0; k < 5; k++) {
-    char name[32];
-    snprintf(name, sizeof name, "fixed %d", sizes[k]);
-    printf("%-24s %12.1f %9.1f%%%s\n", name, med[k], 100 * med[k] / best,
-           k == best_k ? "  (best fixed)" : "");
-  }
-  printf("%-24s %12.1f %9.1f%%\n", "optimizer (steady state)", opt_med, 100 * opt_med / best);
-  printf("per round: optimizer / best fixed of that round =");
-  for (int r = 0; r < rounds; r++) printf(" %.3f", ratios[r]);
-  printf("\nper round: final estimate, converged (estimate within 25%% of final from) batch:");
+  double ratio = report(ro, rounds, 0, use_wall ? "wall" : "process CPU");
+  report(ro, rounds, 1, use_wall ? "process CPU" : "wall");
+  printf("\nper round: final estimate @ converged (estimate within 25%% of final from) batch:");
   for (int r = 0; r < rounds; r++) printf(" %d@%d", ro[r].final_best, ro[r].converged_at);
-  printf("\nlast reason: %s (confidence %.2f)\n", ro[rounds - 1].reason, ro[rounds - 1].confidence);
-  int pass = opt_med >= 0.95 * best;
-  printf("%s: optimizer steady-state %.1f%% of the best fixed size (fixed %d); criterion >= 95%%\n",
-         pass ? "PASS" : "FAIL", 100 * opt_med / best, sizes[best_k]);
+  printf("\nper round: mean optimizer batch size while measured:");
+  for (int r = 0; r < rounds; r++) printf(" %.1f", ro[r].mean_size);
+  printf("\n");
+  for (int r = 0; r < rounds; r++) printf("round %d learning batch sizes:%s\n", r + 1, ro[r].learned);
+  printf("last reason: %s (confidence %.2f)\n", ro[rounds - 1].reason, ro[rounds - 1].confidence);
+  printf("load average after: %s\n", load1);
+  int pass = ratio >= 0.95;
+  printf("%s: optimizer steady-state %.1f%% of the best fixed size (%s time); criterion >= 95%%\n",
+         pass ? "PASS" : "FAIL", 100 * ratio, use_wall ? "wall" : "process CPU");
   wl_free(&w);
   return pass ? 0 : 1;
 }

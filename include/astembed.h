@@ -109,31 +109,41 @@ typedef struct ae_encoder ae_encoder;
 enum { AE_POOL_MEAN = 0, AE_POOL_CLS = 1, AE_POOL_MAX = 2, AE_POOL_MEAN_SQRT_LEN = 3 };
 
 typedef struct {
-  int threads;        /* 0 = all online CPUs */
+  int threads;        /* 0 = all online CPUs (OpenMP threads of every embed call) */
   int max_length;     /* 0 = the model folder's (sentence_bert_config, tokenizer, positions) */
 } ae_encoder_options;
 
 /* Loads a BERT-family model folder (config.json, model.safetensors, tokenizer,
- * sentence-transformers pooling/normalize config). opts may be NULL. */
+ * sentence-transformers pooling/normalize config) and prepacks the weights for the
+ * GEMMs. opts may be NULL. Errors name the file and the key or tensor. An encoder
+ * runs one embed call at a time (it owns reusable activation buffers); use one
+ * encoder per thread for concurrency. */
 int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out);
 void ae_encoder_free(ae_encoder *enc);
 
 int ae_encoder_dim(const ae_encoder *enc);
 int ae_encoder_max_length(const ae_encoder *enc);
 const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc);
-/* 16-byte fingerprint over config, weights header, tokenizer, max length, pooling,
- * normalisation and precision: vectors from two encoders are interchangeable iff
- * their fingerprints are equal. */
+/* 16-byte fingerprint over config, weights, tokenizer, max length, pooling,
+ * normalisation and precision ("f32"): vectors from two encoders are
+ * interchangeable iff their fingerprints are equal. */
 void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]);
 
 /* Embeds n token sequences (each already truncated, with special tokens) into
- * out[n * dim]. Sequences may have any lengths; no work is spent on padding. */
+ * out[n * dim]. Sequences may have any lengths from 1 to max_position_embeddings;
+ * no work is spent on padding and a vector does not depend on the other items of
+ * the call. AE_EINVAL (naming the item) for an empty or too long sequence or an id
+ * outside the vocabulary; nothing is embedded then. Calls with many tokens are
+ * processed in chunks of whole sequences, so memory stays bounded. */
 int ae_encoder_embed_ids(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out);
 
-/* Tokenizes and embeds n texts. status[i] (may be NULL) receives each item's status;
- * a bad item gets a per-item error and a zero vector, the others are still embedded.
- * Returns AE_OK unless the whole call failed. */
+/* Tokenizes (truncating to the max length) and embeds n texts. lens may be NULL
+ * (NUL-terminated texts). status[i] (may be NULL) receives each item's status;
+ * a bad item (NULL text, tokenizer failure) gets a per-item error and a zero
+ * vector, the others are still embedded. Empty, whitespace- or control-only texts
+ * embed as [CLS] [SEP]; invalid UTF-8 is replaced by U+FFFD.
+ * Returns AE_OK unless the whole call failed (then every item's status says so). */
 int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size_t *lens,
                            size_t n, float *out, int *status);
 
@@ -228,8 +238,12 @@ int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t conte
 int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
                  float *out, size_t dim);
 /* n gets at once; out is n * dim, status[i] gets AE_OK / AE_EMISS / ... per item.
- * Memory misses are read from the persistent tier in one transaction (much faster
- * than n single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
+ * The memory tier is looked up shard by shard with the items' memory prefetched
+ * ahead (repeated keys keep their order; each item's result is what a single get in
+ * item order gives, except that a hit through another key's identical content may
+ * see that key's eviction or invalidation by a later item of the same batch).
+ * Memory misses are read from the persistent tier in one pass (much faster than n
+ * single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
 int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
                       const char *const *contents, const size_t *content_lens,
                       float *out, size_t dim, int *status, size_t *hits);

@@ -24,8 +24,14 @@
  * optimum is a smooth peak, so locally log(score) is a parabola in log2(size).
  *   1. Explore (until min_samples healthy batches): start at min_batch_size and grow
  *      geometrically (×2 at the default aggressiveness 0.3, ×(1 + aggr/0.3) in
- *      general), stopping early at max, at a learned ceiling, or once a size falls
- *      clearly (below 80%) under the best throughput seen: the peak is behind.
+ *      general), stopping early at max, at a learned ceiling, or once two sizes in a
+ *      row fall clearly (below 80%) under the best throughput seen, the best being
+ *      at least 4 items: the peak is behind. Two sizes, and a best of 4 items or more,
+ *      because one batch is one noisy measurement, and a batch of one or two items
+ *      measures mostly which items it got (one long item amortises a per-batch cost
+ *      far better than two short ones) and, on a busy machine, whether its threads
+ *      were preempted: stopping on such a sample left the search at 1 or 2 items on
+ *      the real encoder, 3 to 4 times slower than its plateau from 32 items.
  *   2. Exploit: fit a weighted parabola to log(score) over the sizes within 1.6
  *      octaves of the best size (weights = samples per size, capped at 20; the best
  *      size judged pessimistically, score × (1 - cv/√n), so that a single lucky
@@ -76,6 +82,8 @@
 #define FIT_WINDOW_OCT 1.6
 #define FIT_WEIGHT_CAP 20
 #define PEAK_PASSED 0.80
+#define DROPS_TO_PASS 2
+#define MIN_JUDGED_SIZE 4
 #define TOKEN_HEADROOM 2.0
 #define TPI_ALPHA 0.1
 
@@ -100,6 +108,7 @@ struct ae_batchopt {
   int cur, best, ceiling, tok_ceiling;
   int healthy_total, healthy_run;
   int exploit_k;
+  int drops;                    /* exploration: sizes in a row measured below the best */
   int just_backed_off;
   double tpi;                   /* tokens per item, EWMA; 0 = unknown */
   double confidence;
@@ -439,7 +448,13 @@ static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
   const bucket *bb = best_bucket(o);
   double thr = o->by_tokens || s->tokens <= 0 ? sample_rate(s)
                                                : (double)s->items_processed / (s->processing_time_ms / 1000.0);
-  int passed = bb && s->batch_size > bb->size && thr < PEAK_PASSED * bb->thr;
+  /* One batch is one noisy measurement: a size that falls below 80% of the best may
+   * just be unlucky (or the best lucky), so the peak counts as passed after
+   * DROPS_TO_PASS sizes in a row below it, and only once the best has at least
+   * MIN_JUDGED_SIZE items (see the header comment). */
+  int below = bb && s->batch_size > bb->size && thr < PEAK_PASSED * bb->thr;
+  o->drops = below ? o->drops + 1 : 0;
+  int passed = o->drops >= DROPS_TO_PASS && bb->size >= MIN_JUDGED_SIZE;
   if (o->healthy_total >= o->c.min_samples || passed || o->cur >= upper(o)) {
     o->phase = PH_EXPLOIT;
     return;

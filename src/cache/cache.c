@@ -49,6 +49,7 @@
 #define MAX_SHARDS 64
 #define MAX_DIM (1u << 20)
 #define SWEEP_BUDGET 256 /* expired entries removed per maintenance step, at most */
+#define PERSIST_CHUNK 64 /* get_many: persistent lookups promoted per round */
 
 struct link { struct link *prev, *next; };
 
@@ -294,8 +295,9 @@ static void shard_grow(shard_t *s) {
       b[e->kh & (nb - 1)] = e;
     }
   ae__free(s->buckets);
-  s->buckets = b;
-  s->bmask = nb - 1;
+  /* atomic stores: get_many prefetches bucket addresses without the lock */
+  __atomic_store_n(&s->buckets, b, __ATOMIC_RELAXED);
+  __atomic_store_n(&s->bmask, nb - 1, __ATOMIC_RELAXED);
 }
 
 static entry_t **shard_slot(shard_t *s, uint64_t kh, const char *key, size_t klen) {
@@ -544,6 +546,16 @@ static void attach_or_release(ae_cache *c, shard_t *s, const char *key, size_t k
   vec_release(c, v);
 }
 
+/* Prefetches kh's bucket without the shard lock: the table pointer and mask are read
+ * with relaxed atomics (shard_grow stores them atomically); a stale pair only yields
+ * a useless address, and a prefetch never faults. */
+static inline void gm_prefetch_bucket(ae_cache *c, uint64_t kh) {
+  shard_t *s = shard_of(c, kh);
+  entry_t **b = __atomic_load_n(&s->buckets, __ATOMIC_RELAXED);
+  size_t mask = __atomic_load_n(&s->bmask, __ATOMIC_RELAXED);
+  __builtin_prefetch(&b[kh & mask]);
+}
+
 /* Memory-tier lookup under the shard lock. */
 static int memory_get(ae_cache *c, shard_t *s, const char *key, size_t klen, uint64_t kh,
                       XXH128_hash_t h, float *out, size_t dim, uint64_t now) {
@@ -591,6 +603,7 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
   uint64_t t0 = sample_start();
   size_t klen = strlen(key);
   uint64_t kh = XXH3_64bits(key, klen);
+  gm_prefetch_bucket(c, kh); /* in flight while the content is hashed */
   XXH128_hash_t h = XXH3_128bits_withSeed(content ? content : "", content_len, c->seed);
   shard_t *s = shard_of(c, kh);
   pthread_mutex_lock(&s->mu);
@@ -612,6 +625,71 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
   return rc;
 }
 
+/* Batch gets, memory tier. With a working set larger than the CPU caches a hit waits
+ * on a chain of dependent misses (bucket -> entry -> vector), which a single get
+ * cannot overlap. A batch can: its items are hashed first (the caller's keys and
+ * contents are read independently, so their misses overlap) and every item's bucket
+ * is prefetched; then the items are grouped by shard (one lock per group, stable so
+ * repeated keys keep their order) and, under the lock, the group's chain-head
+ * entries are prefetched together, then each item's vector and LRU neighbours
+ * GM_AHEAD items before its lookup, which then finds its lines in cache.
+ *
+ * The bucket prefetch runs without the lock (see gm_prefetch_bucket). Everything
+ * else reads the table afresh under the lock and dereferences only pointers valid at
+ * that moment (earlier items of the group may remove or add entries). */
+#define GM_BLOCK 256
+#define GM_AHEAD 4
+
+typedef struct {
+  uint64_t kh, t0;
+  XXH128_hash_t h;
+  size_t klen;
+} gm_item;
+
+static inline void gm_prefetch_hit(shard_t *s, uint64_t kh) {
+  entry_t *e = s->buckets[kh & s->bmask];
+  if (!e || e->kh != kh) return;
+  const char *p = (const char *)e->vec;
+  for (int l = 0; l < 4; l++) __builtin_prefetch(p + 64 * l);
+  __builtin_prefetch(e->lru.prev, 1);
+  __builtin_prefetch(e->lru.next, 1);
+}
+
+/* Items [b0, b0 + m) of a batch (m <= GM_BLOCK), valid ones hashed in it[] (klen ==
+ * SIZE_MAX marks an invalid one, already answered). Memory-tier results into
+ * status[]; a persistent-tier candidate is left AE_EMISS and not yet accounted. */
+static void gm_memory_block(ae_cache *c, size_t b0, size_t m, const char *const *keys,
+                            const gm_item *it, float *out, size_t dim, int *status) {
+  uint16_t ord[GM_BLOCK], start[MAX_SHARDS + 1] = {0}, pos[MAX_SHARDS];
+  for (size_t j = 0; j < m; j++)
+    if (it[j].klen != SIZE_MAX) start[((it[j].kh >> 40) & (c->nshards - 1)) + 1]++;
+  for (unsigned g = 0; g < c->nshards; g++) {
+    start[g + 1] = (uint16_t)(start[g + 1] + start[g]);
+    pos[g] = start[g];
+  }
+  for (size_t j = 0; j < m; j++)
+    if (it[j].klen != SIZE_MAX) ord[pos[(it[j].kh >> 40) & (c->nshards - 1)]++] = (uint16_t)j;
+  for (unsigned g = 0; g < c->nshards; g++) {
+    size_t a = start[g], b = start[g + 1];
+    if (a == b) continue;
+    shard_t *s = &c->shards[g];
+    pthread_mutex_lock(&s->mu);
+    for (size_t k = a; k < b; k++) {
+      entry_t *e = s->buckets[it[ord[k]].kh & s->bmask];
+      if (e) __builtin_prefetch(e);
+    }
+    for (size_t k = a; k < b && k < a + GM_AHEAD; k++) gm_prefetch_hit(s, it[ord[k]].kh);
+    for (size_t k = a; k < b; k++) {
+      if (k + GM_AHEAD < b) gm_prefetch_hit(s, it[ord[k + GM_AHEAD]].kh);
+      size_t j = ord[k], i = b0 + j;
+      status[i] = memory_get(c, s, keys[i], it[j].klen, it[j].kh, it[j].h, out + i * dim, dim,
+                             ttl_clock(c));
+      if (status[i] != AE_EMISS || !c->persist) account(s, status[i], it[j].t0, 0);
+    }
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
 int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
                       const char *const *contents, const size_t *content_lens,
                       float *out, size_t dim, int *status, size_t *hits) {
@@ -620,61 +698,78 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
     return ae__error(AE_EINVAL, "cache get_many: NULL argument or dim 0");
   size_t nmiss = 0, nhit = 0;
   size_t *miss = NULL;
+  uint64_t *khs = NULL;
   uint8_t (*hs)[16] = NULL;
   int *pst = NULL;
   float **outs = NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (!keys[i] || (!contents[i] && content_lens[i])) {
-      status[i] = ae__error(AE_EINVAL, "cache get_many: item %zu has a NULL key or content", i);
-      continue;
+  gm_item it[GM_BLOCK];
+  for (size_t b0 = 0; b0 < n; b0 += GM_BLOCK) {
+    size_t m = n - b0 < GM_BLOCK ? n - b0 : GM_BLOCK;
+    for (size_t j = 0; j < m; j++) {
+      size_t i = b0 + j;
+      if (!keys[i] || (!contents[i] && content_lens[i])) {
+        status[i] = ae__error(AE_EINVAL, "cache get_many: item %zu has a NULL key or content", i);
+        it[j].klen = SIZE_MAX;
+        continue;
+      }
+      it[j].t0 = sample_start();
+      it[j].klen = strlen(keys[i]);
+      it[j].kh = XXH3_64bits(keys[i], it[j].klen);
+      it[j].h = XXH3_128bits_withSeed(contents[i] ? contents[i] : "", content_lens[i], c->seed);
+      gm_prefetch_bucket(c, it[j].kh);
     }
-    uint64_t t0 = sample_start();
-    size_t klen = strlen(keys[i]);
-    uint64_t kh = XXH3_64bits(keys[i], klen);
-    XXH128_hash_t h = XXH3_128bits_withSeed(contents[i] ? contents[i] : "", content_lens[i], c->seed);
-    shard_t *s = shard_of(c, kh);
-    pthread_mutex_lock(&s->mu);
-    status[i] = memory_get(c, s, keys[i], klen, kh, h, out + i * dim, dim, ttl_clock(c));
-    if (status[i] != AE_EMISS || !c->persist) account(s, status[i], t0, 0);
-    pthread_mutex_unlock(&s->mu);
-    if (status[i] == AE_OK) nhit++;
-    if (status[i] != AE_EMISS || !c->persist) continue;
-    if (!miss) {
-      miss = ae__malloc(n * sizeof *miss);
-      hs = ae__malloc(n * sizeof *hs);
-      pst = ae__malloc(n * sizeof *pst);
-      outs = ae__malloc(n * sizeof *outs);
-      if (!miss || !hs || !pst || !outs) { /* no batch: these misses stay misses */
-        ae__free(miss); ae__free(hs); ae__free(pst); ae__free(outs);
-        miss = NULL; hs = NULL; pst = NULL; outs = NULL;
+    gm_memory_block(c, b0, m, keys, it, out, dim, status);
+    for (size_t j = 0; j < m; j++) {
+      size_t i = b0 + j;
+      if (it[j].klen == SIZE_MAX) continue;
+      if (status[i] == AE_OK) nhit++;
+      if (status[i] != AE_EMISS || !c->persist) continue;
+      if (!miss) {
+        miss = ae__malloc(n * sizeof *miss);
+        khs = ae__malloc(n * sizeof *khs);
+        hs = ae__malloc(n * sizeof *hs);
+        pst = ae__malloc(n * sizeof *pst);
+        outs = ae__malloc(n * sizeof *outs);
+        if (!miss || !khs || !hs || !pst || !outs) { /* no batch: these misses stay misses */
+          ae__free(miss); ae__free(khs); ae__free(hs); ae__free(pst); ae__free(outs);
+          miss = NULL; khs = NULL; hs = NULL; pst = NULL; outs = NULL;
+        }
+      }
+      if (!miss) {
+        shard_t *s = shard_of(c, it[j].kh);
         pthread_mutex_lock(&s->mu);
-        account(s, AE_EMISS, t0, 0);
+        account(s, AE_EMISS, it[j].t0, 0);
         pthread_mutex_unlock(&s->mu);
         continue;
       }
+      XXH128_canonical_t canon;
+      XXH128_canonicalFromHash(&canon, it[j].h);
+      memcpy(hs[nmiss], canon.digest, 16);
+      khs[nmiss] = it[j].kh;
+      outs[nmiss] = out + i * dim;
+      miss[nmiss++] = i;
     }
-    XXH128_canonical_t canon;
-    XXH128_canonicalFromHash(&canon, h);
-    memcpy(hs[nmiss], canon.digest, 16);
-    outs[nmiss] = out + i * dim;
-    miss[nmiss++] = i;
   }
-  if (nmiss) {
-    ae__persist_get_many(c->persist, nmiss, (const uint8_t (*)[16])hs, outs, (uint32_t)dim, pst);
-    for (size_t j = 0; j < nmiss; j++) {
+  /* Persistent lookups in chunks, each promoted into the memory tier right away
+   * while its vectors are still in the CPU cache (a whole batch of 384-d rows would
+   * not fit in L2, and promotion re-reads every vector). */
+  for (size_t j0 = 0; j0 < nmiss; j0 += PERSIST_CHUNK) {
+    size_t j1 = nmiss - j0 < PERSIST_CHUNK ? nmiss : j0 + PERSIST_CHUNK;
+    ae__persist_get_many(c->persist, j1 - j0, (const uint8_t (*)[16])hs + j0, outs + j0,
+                         (uint32_t)dim, pst + j0);
+    for (size_t j = j0; j < j1; j++) {
       size_t i = miss[j];
       uint64_t t0 = sample_start();
       int rc = pst[j];
       if (rc == AE_OK) {
         XXH128_canonical_t canon;
         memcpy(canon.digest, hs[j], 16);
-        size_t klen = strlen(keys[i]);
-        insert_hashed(c, keys[i], klen, XXH3_64bits(keys[i], klen),
-                      XXH128_hashFromCanonical(&canon), out + i * dim, dim, 0);
+        insert_hashed(c, keys[i], strlen(keys[i]), khs[j], XXH128_hashFromCanonical(&canon),
+                      out + i * dim, dim, 0);
         nhit++;
       }
       status[i] = rc;
-      shard_t *s = shard_of(c, XXH3_64bits(keys[i], strlen(keys[i])));
+      shard_t *s = shard_of(c, khs[j]);
       pthread_mutex_lock(&s->mu);
       account(s, rc, t0, 1);
       pthread_mutex_unlock(&s->mu);
@@ -682,6 +777,7 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
   }
   ae__free(outs);
   ae__free(miss);
+  ae__free(khs);
   ae__free(hs);
   ae__free(pst);
   if (hits) *hits = nhit;

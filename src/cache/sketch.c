@@ -10,9 +10,19 @@
  *  - doorkeeper: a bloom filter in front of the counters. The first occurrence of an
  *    item only sets its doorkeeper bits; only later occurrences touch the counters.
  *    Most items of a long tail are seen once, so they never pollute the counters.
- *  - aging (the "reset"): after sample_size recorded accesses (10x the capacity) every
- *    counter is halved and the doorkeeper cleared, so the sketch follows recent
- *    popularity instead of all-time counts.
+ *  - aging (the "reset"): after sample_size recorded accesses every counter is halved
+ *    and the doorkeeper cleared, so the sketch follows recent popularity instead of
+ *    all-time counts.
+ *
+ * Sizes (tuned on bench_cache's Zipf 0.9 trace, 1 M keys, cache 10k in 8 shards).
+ * What decides admission is comparing items near the cache's popularity boundary,
+ * which are seen less than once per 10x-capacity sample: with the paper's 10x sample
+ * and width = capacity their counts are mostly 0 or 1 plus collision noise (48.2%
+ * hit ratio). A sample of 80x capacity, 4x capacity counters per row and a
+ * doorkeeper of 64 bits per entry (so it does not saturate over the longer sample)
+ * give 50.0%, against 51.6% for the best policy without knowledge of the future
+ * (keeping the top-1% keys). The scan resistance of trace (b) improves too (91% ->
+ * 94% of capacity/working set). Cost: 24 bytes of sketch per entry of capacity.
  *
  * Counters are updated conservatively (only the rows holding the current minimum are
  * incremented), which reduces over-counting at no cost. */
@@ -22,6 +32,9 @@
 
 #define ROWS 4
 #define COUNTER_MAX 15
+#define WIDTH_PER_ENTRY 4       /* counters per row, per entry of capacity */
+#define SAMPLE_PER_ENTRY 80     /* accesses between agings, per entry of capacity */
+#define DOOR_BITS_PER_ENTRY 64  /* doorkeeper bloom filter bits per entry */
 
 static uint64_t next_pow2(uint64_t x) {
   uint64_t p = 1;
@@ -32,8 +45,8 @@ static uint64_t next_pow2(uint64_t x) {
 int ae__sketch_init(ae__sketch *s, size_t capacity) {
   memset(s, 0, sizeof *s);
   if (capacity < 16) capacity = 16;
-  uint64_t width = next_pow2(capacity);
-  uint64_t door_bits = next_pow2((uint64_t)capacity * 8);
+  uint64_t width = next_pow2((uint64_t)capacity * WIDTH_PER_ENTRY);
+  uint64_t door_bits = next_pow2((uint64_t)capacity * DOOR_BITS_PER_ENTRY);
   s->counters = ae__calloc(ROWS, width);
   s->door = ae__calloc(door_bits / 64, sizeof(uint64_t));
   if (!s->counters || !s->door) {
@@ -42,7 +55,7 @@ int ae__sketch_init(ae__sketch *s, size_t capacity) {
   }
   s->width_mask = width - 1;
   s->door_mask = door_bits - 1;
-  s->sample_size = 10 * (uint64_t)capacity;
+  s->sample_size = SAMPLE_PER_ENTRY * (uint64_t)capacity;
   return AE_OK;
 }
 

@@ -5,6 +5,9 @@
 
 int cmd_model(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
@@ -12,6 +15,9 @@ static const cli_command commands[] = {
   {"model", cmd_model, "inspect a model folder or write a random-weight one"},
   {"tokenize", cmd_tokenize, "tokenize JSONL texts into BERT ids (exact against Hugging Face)"},
   {"encode", cmd_encode, "embed JSONL texts with the model (JSONL or raw float32 out)"},
+  {"embed", cmd_embed, "embed annotations (JSONL or SQLite) into the index database"},
+  {"query", cmd_query, "semantic search over the index"},
+  {"stats", cmd_stats, "what the index holds"},
   {NULL, NULL, NULL},
 };
 

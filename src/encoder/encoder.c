@@ -2,14 +2,15 @@
  *
  * Forward pass over a chunk of sequences (no padding anywhere):
  *   x[T,H]     = LayerNorm(word + position + type-0 embeddings) of all T tokens
+ *   qkv[T,3H]   = x Wqkv + b                 one GEMM, Q|K|V weights fused at load
  *   per layer:
- *     qkv[T,3H] = x Wqkv + b               one GEMM, Q|K|V weights fused at load
  *     ctx[T,H]  = attention per sequence and head, each with its own length
- *     x         = LayerNorm(x + ctx Wo + bo)        residual = oneDNN sum post-op
- *     per block of ffn_rows rows:
+ *     per block of ffn_rows rows (row-local from here on, so the block stays in
+ *     cache through all four steps):
+ *       x       = LayerNorm(x + ctx Wo + bo)       residual = oneDNN sum post-op
  *       h       = act(x Wi + bi)                     act = oneDNN eltwise post-op
- *       x       = x + h Wout + bout                  residual = sum post-op
- *     x         = LayerNorm(x)
+ *       x       = LayerNorm(x + h Wout + bout)       residual = sum post-op
+ *       qkv     = x Wqkv' + b'                       the next layer's projection
  *   pooled per sequence (mean / cls / max / mean_sqrt_len), L2-normalised if asked.
  *
  * The GEMM row count is T rounded up to 16 (so a few primitives serve all batch
@@ -116,7 +117,7 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   enc->threads = opts && opts->threads > 0 ? opts->threads : ae__cpu_count();
   enc->max_length = opts && opts->max_length > 0 ? opts->max_length : m->max_length;
   if (enc->max_length <= 0 || enc->max_length > c->max_positions) enc->max_length = c->max_positions;
-  enc->chunk_tokens = 4096;
+  enc->chunk_tokens = 2048;
   enc->ffn_rows = 1024;
   omp_set_num_threads(enc->threads);
   int rc = AE_OK;
@@ -232,7 +233,7 @@ static inline void mark(ae_encoder *enc, uint64_t *t, int ph) {
 static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out) {
   const ae__bert_model *m = enc->model;
-  const int H = m->cfg.hidden, I = m->cfg.intermediate;
+  const int H = m->cfg.hidden;
   size_t T = 0;
   for (size_t i = 0; i < n; i++) T += lens[i];
   const size_t Mp = ROUND16(T);
@@ -247,38 +248,51 @@ static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_
   uint64_t tm = enc->profile ? ae__now_ns() : 0;
   ae__embed_tokens(m, enc->tok_ids, enc->pos, Mp, enc->x);
   mark(enc, &tm, AE__PH_EMBED);
+  const size_t FB = enc->ffn_rows;
+  for (size_t r0 = 0; r0 < Mp; r0 += FB) {
+    size_t rows = Mp - r0 < FB ? Mp - r0 : FB;
+    if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)rows, enc->x + r0 * H, enc->pl[0].qkv_w,
+                           enc->pl[0].qkv_b, enc->qkv + r0 * 3 * H)))
+      return rc;
+  }
+  mark(enc, &tm, AE__PH_QKV);
   for (int l = 0; l < m->cfg.layers; l++) {
     const ae__bert_layer *L = &m->layer[l];
     const ae__packed_layer *P = &enc->pl[l];
-    if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)Mp, enc->x, P->qkv_w, P->qkv_b, enc->qkv)))
-      return rc;
-    mark(enc, &tm, AE__PH_QKV);
     ae__attention(enc->qkv, enc->ctx, enc->off, lens, n, H, m->cfg.heads, enc->scratch,
                   enc->scratch_per_thread);
     mark(enc, &tm, AE__PH_ATTN);
-    if ((rc = ae__gemm_run(&enc->g_o, enc->st, (int)Mp, enc->ctx, P->o_w, L->o_b, enc->x)))
-      return rc;
-    mark(enc, &tm, AE__PH_O);
-    ae__layernorm_rows(enc->x, Mp, H, L->ln1_g, L->ln1_b, m->cfg.ln_eps);
-    mark(enc, &tm, AE__PH_LN);
-    for (size_t r0 = 0; r0 < Mp; r0 += enc->ffn_rows) {
-      size_t rows = Mp - r0 < enc->ffn_rows ? Mp - r0 : enc->ffn_rows;
+    /* everything after attention is row-local: run it block by block so each
+     * block's activations stay in cache from the output projection to LN2 */
+    for (size_t r0 = 0; r0 < Mp; r0 += FB) {
+      size_t rows = Mp - r0 < FB ? Mp - r0 : FB;
       float *xb = enc->x + r0 * H;
+      if ((rc = ae__gemm_run(&enc->g_o, enc->st, (int)rows, enc->ctx + r0 * H, P->o_w, L->o_b, xb)))
+        return rc;
+      mark(enc, &tm, AE__PH_O);
+      ae__layernorm_rows(xb, rows, H, L->ln1_g, L->ln1_b, m->cfg.ln_eps);
+      mark(enc, &tm, AE__PH_LN);
       if ((rc = ae__gemm_run(&enc->g_i, enc->st, (int)rows, xb, P->i_w, L->i_b, enc->h)))
         return rc;
       mark(enc, &tm, AE__PH_FFN1);
       if ((rc = ae__gemm_run(&enc->g_out, enc->st, (int)rows, enc->h, P->out_w, L->out_b, xb)))
         return rc;
       mark(enc, &tm, AE__PH_FFN2);
+      ae__layernorm_rows(xb, rows, H, L->ln2_g, L->ln2_b, m->cfg.ln_eps);
+      mark(enc, &tm, AE__PH_LN);
+      if (l + 1 < m->cfg.layers) {   /* the next layer's QKV while the block is warm */
+        const ae__packed_layer *N = &enc->pl[l + 1];
+        if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)rows, xb, N->qkv_w, N->qkv_b,
+                               enc->qkv + r0 * 3 * H)))
+          return rc;
+        mark(enc, &tm, AE__PH_QKV);
+      }
     }
-    ae__layernorm_rows(enc->x, Mp, H, L->ln2_g, L->ln2_b, m->cfg.ln_eps);
-    mark(enc, &tm, AE__PH_LN);
   }
   dnnl_stream_wait(enc->st);
   for (size_t i = 0; i < n; i++)
     ae__pool(enc->x + enc->off[i] * H, lens[i], H, m->pooling, m->normalize, out + i * H);
   mark(enc, &tm, AE__PH_POOL);
-  (void)I;
   return AE_OK;
 }
 

@@ -32,9 +32,12 @@ static void layernorm_row(float *x, int H, const float *g, const float *b, float
   }
 }
 
+/* A block of a few hundred rows takes ~0.1 ms on one core; forking a parallel region
+ * for it costs more than it saves (and a descheduled worker stalls the barrier), so
+ * only big blocks are split across threads. */
 void ae__layernorm_rows(float *x, size_t rows, int H, const float *g, const float *b,
                         float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * (size_t)H >= ((size_t)1 << 20))
   for (size_t r = 0; r < rows; r++) layernorm_row(x + r * (size_t)H, H, g, b, eps);
 }
 
@@ -89,6 +92,65 @@ size_t ae__attention_scratch_floats(int max_len, int d) {
  * Rows past L in the last block reuse row L-1 and are computed but not stored,
  * which keeps the 8 accumulators in registers. */
 #define QB 8
+
+/* Scores of QB query rows against NB*16 keys starting at jb (NB = 1 or 2: two key
+ * blocks share each broadcast of q, 16 accumulators in registers). */
+static inline __attribute__((always_inline)) void score_block(const float *const *qr,
+    const float *kt, int Lp, int jb, int d, __m512 vscale, float *p, const int NB) {
+  __m512 acc[2][QB];
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++) { acc[0][r] = _mm512_setzero_ps(); acc[1][r] = _mm512_setzero_ps(); }
+  for (int c = 0; c < d; c++) {
+    const float *k = kt + (size_t)c * Lp + jb;
+    __m512 k0 = _mm512_load_ps(k), k1 = NB > 1 ? _mm512_load_ps(k + 16) : k0;
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
+      __m512 q = _mm512_set1_ps(qr[r][c]);
+      acc[0][r] = _mm512_fmadd_ps(q, k0, acc[0][r]);
+      if (NB > 1) acc[1][r] = _mm512_fmadd_ps(q, k1, acc[1][r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++) {
+    _mm512_store_ps(p + (size_t)r * Lp + jb, _mm512_mul_ps(acc[0][r], vscale));
+    if (NB > 1) _mm512_store_ps(p + (size_t)r * Lp + jb + 16, _mm512_mul_ps(acc[1][r], vscale));
+  }
+}
+
+/* Context columns cb .. cb + NB*16 of QB rows: sum_j p[r][j] * V[j] (masked tail). */
+static inline __attribute__((always_inline)) void context_block(const float *p, int Lp,
+    const float *v0, size_t ldq, int L, int cb, int d, const float *inv, float *c0,
+    size_t ldc, int R, const int NB) {
+  __mmask16 k0 = tail_mask(d - cb), k1 = NB > 1 ? tail_mask(d - cb - 16) : 0;
+  __m512 acc[2][QB];
+#pragma GCC unroll 8
+  for (int r = 0; r < QB; r++) { acc[0][r] = _mm512_setzero_ps(); acc[1][r] = _mm512_setzero_ps(); }
+  for (int j = 0; j < L; j++) {
+    const float *vr = v0 + (size_t)j * ldq + cb;
+    __m512 va = _mm512_maskz_loadu_ps(k0, vr), vb = NB > 1 ? _mm512_maskz_loadu_ps(k1, vr + 16) : va;
+#pragma GCC unroll 8
+    for (int r = 0; r < QB; r++) {
+      __m512 pr = _mm512_set1_ps(p[(size_t)r * Lp + j]);
+      acc[0][r] = _mm512_fmadd_ps(pr, va, acc[0][r]);
+      if (NB > 1) acc[1][r] = _mm512_fmadd_ps(pr, vb, acc[1][r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    float *dst = c0 + (size_t)r * ldc + cb;
+    __m512 s = _mm512_set1_ps(inv[r]);
+    _mm512_mask_storeu_ps(dst, k0, _mm512_mul_ps(acc[0][r], s));
+    if (NB > 1) _mm512_mask_storeu_ps(dst + 16, k1, _mm512_mul_ps(acc[1][r], s));
+  }
+}
+
+/* Attention of one head of one sequence of L tokens, QB query rows at a time:
+ *   1. K is transposed once into kt[d][Lp] so a score row is a sum over c of
+ *      q[c] * kt[c][:], i.e. broadcast-FMAs over 16 (or 32) keys at a time;
+ *   2. the QB score rows are soft-maxed in place (keys >= L masked out);
+ *   3. the context rows are sum_j p[j] * V[j], QB rows sharing each V load, and
+ *      divided by the softmax sum at the end.
+ * Rows past L in the last block reuse row L-1 and are computed but not stored,
+ * which keeps the accumulators in registers. */
 static void attend_head(const float *q0, const float *k0, const float *v0, float *c0,
                         size_t ldq, size_t ldc, int L, int d, float scale, float *kt,
                         float *p) {
@@ -103,50 +165,29 @@ static void attend_head(const float *q0, const float *k0, const float *v0, float
     const float *qr[QB];
     for (int r = 0; r < QB; r++) qr[r] = q0 + (size_t)(i0 + r < L ? i0 + r : L - 1) * ldq;
     /* 1. scores */
-    for (int jb = 0; jb < Lp; jb += 16) {
-      __m512 acc[QB];
-#pragma GCC unroll 8
-      for (int r = 0; r < QB; r++) acc[r] = _mm512_setzero_ps();
-      for (int c = 0; c < d; c++) {
-        __m512 kv = _mm512_load_ps(kt + (size_t)c * Lp + jb);
-#pragma GCC unroll 8
-        for (int r = 0; r < QB; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r][c]), kv, acc[r]);
-      }
-#pragma GCC unroll 8
-      for (int r = 0; r < QB; r++) _mm512_store_ps(p + (size_t)r * Lp + jb, _mm512_mul_ps(acc[r], vscale));
-    }
+    int jb = 0;
+    for (; jb + 32 <= Lp; jb += 32) score_block(qr, kt, Lp, jb, d, vscale, p, 2);
+    if (jb < Lp) score_block(qr, kt, Lp, jb, d, vscale, p, 1);
     /* 2. softmax (unnormalised; the sum divides the context below) */
     float inv[QB];
     for (int r = 0; r < QB; r++) {
       float *pr = p + (size_t)r * Lp;
       __m512 mx = _mm512_set1_ps(-INFINITY);
-      for (int jb = 0; jb < Lp; jb += 16)
-        mx = _mm512_mask_max_ps(mx, tail_mask(L - jb), mx, _mm512_load_ps(pr + jb));
+      for (int j = 0; j < Lp; j += 16)
+        mx = _mm512_mask_max_ps(mx, tail_mask(L - j), mx, _mm512_load_ps(pr + j));
       __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx)), sum = _mm512_setzero_ps();
-      for (int jb = 0; jb < Lp; jb += 16) {
-        __m512 e = _mm512_maskz_mov_ps(tail_mask(L - jb), exp512(_mm512_sub_ps(_mm512_load_ps(pr + jb), vmax)));
-        _mm512_store_ps(pr + jb, e);
+      for (int j = 0; j < Lp; j += 16) {
+        __m512 e = _mm512_maskz_mov_ps(tail_mask(L - j), exp512(_mm512_sub_ps(_mm512_load_ps(pr + j), vmax)));
+        _mm512_store_ps(pr + j, e);
         sum = _mm512_add_ps(sum, e);
       }
       inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
     }
     /* 3. context */
-    int R = L - i0 < QB ? L - i0 : QB;
-    for (int cb = 0; cb < d; cb += 16) {
-      __mmask16 k = tail_mask(d - cb);
-      __m512 acc[QB];
-#pragma GCC unroll 8
-      for (int r = 0; r < QB; r++) acc[r] = _mm512_setzero_ps();
-      for (int j = 0; j < L; j++) {
-        __m512 vv = _mm512_maskz_loadu_ps(k, v0 + (size_t)j * ldq + cb);
-#pragma GCC unroll 8
-        for (int r = 0; r < QB; r++)
-          acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[(size_t)r * Lp + j]), vv, acc[r]);
-      }
-      for (int r = 0; r < R; r++)
-        _mm512_mask_storeu_ps(c0 + (size_t)(i0 + r) * ldc + cb, k,
-                              _mm512_mul_ps(acc[r], _mm512_set1_ps(inv[r])));
-    }
+    int R = L - i0 < QB ? L - i0 : QB, cb = 0;
+    float *crow = c0 + (size_t)i0 * ldc;
+    for (; cb + 16 < d; cb += 32) context_block(p, Lp, v0, ldq, L, cb, d, inv, crow, ldc, R, 2);
+    if (cb < d) context_block(p, Lp, v0, ldq, L, cb, d, inv, crow, ldc, R, 1);
   }
 }
 

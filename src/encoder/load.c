@@ -29,13 +29,18 @@ int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size
   if (!enc->tok) return ae__error(AE_ESTATE, "encoder: no tokenizer loaded");
   const int H = enc->model->cfg.hidden;
   int rc = AE_OK;
+  if (n) memset(out, 0, sizeof(float) * n * H);
   int32_t **ids = ae__calloc(n ? n : 1, sizeof *ids);
   size_t *nids = ae__calloc(n ? n : 1, sizeof *nids);
   size_t *which = ae__calloc(n ? n : 1, sizeof *which);
   float *vec = NULL;
   size_t good = 0;
-  if (!ids || !nids || !which) { rc = ae__error(AE_ENOMEM, "encoder: out of memory"); goto done; }
-  memset(out, 0, sizeof(float) * n * H);
+  if (!ids || !nids || !which) {
+    rc = ae__error(AE_ENOMEM, "encoder: out of memory");
+    if (status)
+      for (size_t i = 0; i < n; i++) status[i] = rc;
+    goto done;
+  }
   for (size_t i = 0; i < n; i++) {
     int st = texts[i] ? AE_OK : ae__error(AE_EINVAL, "item %zu: NULL text", i);
     if (!st) {

@@ -483,6 +483,62 @@ static void test_get_many_memory(void) {
   ae_cache_free(c);
 }
 
+/* get_many over several blocks and shards equals single gets in item order: hits,
+ * misses, invalidations (a key asked with edited content, then again with its new
+ * content), repeated keys, hits through another key's identical content, NULL items.
+ * Two caches get the same history; A answers by batch, B by single gets. */
+static void test_get_many_matches_single(int policy) {
+  ae_cache *a = make(5000, 64 << 20, policy, 8, 1), *b = make(5000, 64 << 20, policy, 8, 1);
+  REQUIRE(a && b);
+  char key[32];
+  for (int d = 0; d < 400; d++) {
+    snprintf(key, sizeof key, "g%d", d);
+    set_id(a, key, (uint64_t)d);
+    set_id(b, key, (uint64_t)d);
+  }
+  enum { N = 700 };
+  static char kb[N][32], cb[N][128];
+  static const char *keys[N], *cs[N];
+  static size_t lens[N];
+  static float out[N * DIM];
+  static int st[N];
+  uint64_t x = 12345;
+  for (int i = 0; i < N; i++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    int d = (int)(x % 500), kind = (int)(x >> 20) % 10;
+    uint64_t id = (uint64_t)d;
+    if (kind == 0 && d < 50) snprintf(kb[i], sizeof kb[i], "dup%d", d); /* shares g%d's content */
+    else snprintf(kb[i], sizeof kb[i], "g%d", d);
+    if (kind == 1 && d >= 100) id = (uint64_t)d + 1000; /* edited: invalidates g%d */
+    content_for(id, cb[i], sizeof cb[i]);
+    keys[i] = kind == 2 && i % 7 == 0 ? NULL : kb[i];
+    cs[i] = cb[i];
+    lens[i] = strlen(cb[i]);
+  }
+  size_t hits = 0, want_hits = 0;
+  CHECK_OK(ae_cache_get_many(a, N, keys, cs, lens, out, DIM, st, &hits));
+  int differ = 0, nulls = 0;
+  for (int i = 0; i < N; i++) {
+    float v[DIM];
+    if (!keys[i]) {
+      nulls++;
+      differ += st[i] != AE_EINVAL;
+      continue;
+    }
+    int rc = ae_cache_get(b, keys[i], cs[i], lens[i], v, DIM);
+    want_hits += rc == AE_OK;
+    differ += rc != st[i] || (rc == AE_OK && memcmp(v, out + (size_t)i * DIM, sizeof v) != 0);
+  }
+  CHECKF(differ == 0, "%d of %d items differ from single gets", differ, N);
+  CHECK(nulls > 0 && hits == want_hits && hits > N / 2 && hits < (size_t)N - nulls);
+  ae_cache_metrics ma = metrics(a), mb = metrics(b);
+  CHECK(ma.hits == mb.hits && ma.misses == mb.misses && ma.invalidations == mb.invalidations);
+  CHECK(ma.invalidations > 0 && ma.entries == mb.entries && ma.bytes == mb.bytes);
+  CHECK(accounting_exact(a, NULL, NULL));
+  ae_cache_free(a);
+  ae_cache_free(b);
+}
+
 int main(void) {
   test_defaults();
   test_hit_miss_validation();
@@ -498,5 +554,7 @@ int main(void) {
   test_bad_input();
   test_metrics_json();
   test_get_many_memory();
+  test_get_many_matches_single(AE_CACHE_LRU);
+  test_get_many_matches_single(AE_CACHE_TINYLFU);
   TEST_DONE();
 }

@@ -1,0 +1,225 @@
+/* astembed query: semantic search over the index.
+ *
+ * The query text is embedded with the model the index was built with (recorded in
+ * the database, so no --model is needed), then scored against every stored vector of
+ * that model by exact cosine (one GEMV over a contiguous matrix, see src/store).
+ */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+#include "common/common.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+  fprintf(f,
+    "usage: astembed query \"TEXT\" [--db PATH] [--model DIR] [--top K] [--min-score S]\n"
+    "                      [--format plain|json|markdown] [--lines N] [--threads N]\n\n"
+    "Finds the stored annotations closest in meaning to TEXT (exact cosine similarity\n"
+    "over every vector of the model in the index).\n\n"
+    "  --db PATH          index database (default .astembed/index.db)\n"
+    "  --model DIR        model folder (default: the one the index was built with,\n"
+    "                     else $ASTEMBED_MODEL)\n"
+    "  --top K            results (default 10)\n"
+    "  --min-score S      drop results below this cosine similarity (default -1)\n"
+    "  --format F         plain (default), json or markdown\n"
+    "  --lines N          snippet lines shown per result (default 3)\n"
+    "  --threads N        encoder threads (default 1: one short text)\n"
+    "  --timing           print the time of each step to stderr\n");
+}
+
+enum { FMT_PLAIN, FMT_JSON, FMT_MD };
+
+typedef struct {
+  const char *text, *db, *model;
+  long top, lines;
+  double min_score;
+  int format, threads, timing;
+} qopts;
+
+static int num(const char *flag, const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || *end || !*s || !(v >= lo && v <= hi)) {
+    fprintf(stderr, "astembed query: bad %s '%s' (want a number in [%g, %g])\n", flag, s, lo, hi);
+    return CLI_USAGE;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse(int argc, char **argv, qopts *o) {
+  memset(o, 0, sizeof *o);
+  o->db = AE_STORE_DEFAULT_PATH;
+  o->top = 10;
+  o->lines = 3;
+  o->min_score = -1;
+  o->threads = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    double v;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
+    if (!strcmp(a, "--timing")) { o->timing = 1; continue; }
+    if (a[0] != '-' || !a[1]) {
+      if (o->text) { fprintf(stderr, "astembed query: more than one query text (quote it)\n"); return CLI_USAGE; }
+      o->text = a;
+      continue;
+    }
+    if (i + 1 >= argc) { fprintf(stderr, "astembed query: unknown or incomplete option '%s'\n", a); return CLI_USAGE; }
+    const char *val = argv[++i];
+    if (!strcmp(a, "--db")) o->db = val;
+    else if (!strcmp(a, "--model")) o->model = val;
+    else if (!strcmp(a, "--top")) { if (num(a, val, 1, 100000, &v)) return CLI_USAGE; o->top = (long)v; }
+    else if (!strcmp(a, "--lines")) { if (num(a, val, 0, 1000, &v)) return CLI_USAGE; o->lines = (long)v; }
+    else if (!strcmp(a, "--threads")) { if (num(a, val, 0, 1024, &v)) return CLI_USAGE; o->threads = (int)v; }
+    else if (!strcmp(a, "--min-score")) { if (num(a, val, -1, 1, &v)) return CLI_USAGE; o->min_score = v; }
+    else if (!strcmp(a, "--format")) {
+      if (!strcmp(val, "plain")) o->format = FMT_PLAIN;
+      else if (!strcmp(val, "json")) o->format = FMT_JSON;
+      else if (!strcmp(val, "markdown") || !strcmp(val, "md")) o->format = FMT_MD;
+      else { fprintf(stderr, "astembed query: bad --format '%s' (plain, json, markdown)\n", val); return CLI_USAGE; }
+    } else { fprintf(stderr, "astembed query: unknown option '%s'\n", a); return CLI_USAGE; }
+  }
+  if (!o->text || !*o->text) { fprintf(stderr, "astembed query: no query text\n"); usage(stderr); return CLI_USAGE; }
+  return 0;
+}
+
+/* The first n non-blank lines of a snippet, each trimmed on the right. */
+static void snippet_lines(const char *s, long n, void (*emit)(void *, const char *, size_t), void *ud) {
+  long shown = 0;
+  while (*s && shown < n) {
+    const char *e = strchr(s, '\n');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    size_t t = len;
+    while (t && (s[t - 1] == ' ' || s[t - 1] == '\t' || s[t - 1] == '\r')) t--;
+    if (t) { emit(ud, s, t); shown++; }
+    if (!e) break;
+    s = e + 1;
+  }
+}
+
+static void emit_plain(void *ud, const char *s, size_t n) { (void)ud; printf("     | %.*s\n", (int)n, s); }
+static void emit_md(void *ud, const char *s, size_t n) { (void)ud; printf("%.*s\n", (int)n, s); }
+static void emit_json(void *ud, const char *s, size_t n) { json_array_append_new(ud, json_stringn(s, n)); }
+
+static void print_plain(const qopts *o, const ae_search_hit *h, size_t n) {
+  if (!n) { printf("no results\n"); return; }
+  for (size_t i = 0; i < n; i++) {
+    printf("%2zu. %.4f  %s:%d", i + 1, h[i].score, h[i].file_path, h[i].start_line);
+    if (h[i].end_line > h[i].start_line) printf("-%d", h[i].end_line);
+    printf("  %s\n     %s\n", h[i].node_type, *h[i].signature ? h[i].signature : h[i].node_id);
+    snippet_lines(h[i].snippet, o->lines, emit_plain, NULL);
+  }
+}
+
+static void print_md(const qopts *o, const ae_search_hit *h, size_t n, const char *lang_hint) {
+  printf("## Results for \"%s\"\n\n", o->text);
+  if (!n) { printf("No results.\n"); return; }
+  for (size_t i = 0; i < n; i++) {
+    printf("%zu. **`%s`** — `%s:%d` (score %.4f)\n\n", i + 1,
+           *h[i].signature ? h[i].signature : h[i].node_id, h[i].file_path, h[i].start_line, h[i].score);
+    if (o->lines && *h[i].snippet) {
+      printf("```%s\n", lang_hint);
+      snippet_lines(h[i].snippet, o->lines, emit_md, NULL);
+      printf("```\n\n");
+    }
+  }
+}
+
+static void print_json(const qopts *o, const ae_search_hit *h, size_t n, const char *model) {
+  json_t *root = json_object(), *arr = json_array();
+  json_object_set_new(root, "query", json_string(o->text));
+  json_object_set_new(root, "model", json_string(model));
+  for (size_t i = 0; i < n; i++) {
+    json_t *r = json_object(), *lines = json_array();
+    json_object_set_new(r, "rank", json_integer((json_int_t)i + 1));
+    json_object_set_new(r, "score", json_real(h[i].score));
+    json_object_set_new(r, "nodeId", json_string(h[i].node_id));
+    json_object_set_new(r, "file", json_string(h[i].file_path));
+    json_object_set_new(r, "startLine", json_integer(h[i].start_line));
+    json_object_set_new(r, "endLine", json_integer(h[i].end_line));
+    json_object_set_new(r, "nodeType", json_string(h[i].node_type));
+    json_object_set_new(r, "signature", json_string(h[i].signature));
+    json_object_set_new(r, "summary", json_string(h[i].summary));
+    snippet_lines(h[i].snippet, o->lines, emit_json, lines);
+    json_object_set_new(r, "snippet", lines);
+    json_array_append_new(arr, r);
+  }
+  json_object_set_new(root, "results", arr);
+  char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+  if (s) { puts(s); free(s); }
+  json_decref(root);
+}
+
+int cmd_query(int argc, char **argv) {
+  qopts o;
+  int rc = parse(argc, argv, &o);
+  if (rc) return rc < 0 ? CLI_OK : rc;
+  double t0 = ae__now_ms();
+  ae_store *st;
+  if ((rc = ae_store_open(o.db, 1, &st))) return cli_fail("opening the index", rc);
+  char *recorded = NULL;
+  uint8_t fp_rec[16];
+  int dim_rec = 0;
+  int have_rec = ae_store_model(st, NULL, &recorded, fp_rec, &dim_rec) == AE_OK;
+  const char *model = o.model ? o.model : have_rec && *recorded ? recorded : cli_default_model();
+  if (!model) {
+    ae_free(recorded);
+    ae_store_close(st);
+    fprintf(stderr, "astembed query: %s records no model and no --model or ASTEMBED_MODEL was given\n", o.db);
+    return CLI_USAGE;
+  }
+  ae_encoder_options eo = {o.threads, 0};
+  ae_encoder *enc = NULL;
+  if ((rc = ae_encoder_load(model, &eo, &enc))) {
+    ae_free(recorded);
+    ae_store_close(st);
+    return cli_fail("loading the model", rc);
+  }
+  double t_load = ae__now_ms();
+  char *marker = ae__path_join(model, "RANDOM-WEIGHTS.txt");
+  if (marker && ae__file_exists(marker))
+    fprintf(stderr, "astembed: note: %s has RANDOM weights: the ranking below carries no meaning\n", model);
+  ae__free(marker);
+  uint8_t fp[16];
+  ae_encoder_fingerprint(enc, fp);
+  int dim = ae_encoder_dim(enc);
+  float *q = ae__malloc((size_t)dim * sizeof(float));
+  size_t len = strlen(o.text);
+  const char *texts[1] = {o.text};
+  int status = AE_OK;
+  ae_search_hit *hits = NULL;
+  size_t nh = 0;
+  rc = q ? ae_encoder_embed_texts(enc, texts, &len, 1, q, &status) : AE_ENOMEM;
+  if (!rc) rc = status;
+  double t_embed = ae__now_ms();
+  size_t rows = 0;
+  if (!rc && o.timing) rc = ae_store_matrix_rows(st, fp, &rows);
+  double t_matrix = ae__now_ms();
+  if (!rc) rc = ae_store_search(st, fp, q, dim, (size_t)o.top, (float)o.min_score, &hits, &nh);
+  double t_search = ae__now_ms();
+  if (rc) {
+    int code = cli_fail("searching", rc);
+    ae__free(q);
+    ae_encoder_free(enc);
+    ae_free(recorded);
+    ae_store_close(st);
+    return code;
+  }
+  if (o.format == FMT_JSON) print_json(&o, hits, nh, model);
+  else if (o.format == FMT_MD) print_md(&o, hits, nh, "");
+  else print_plain(&o, hits, nh);
+  if (o.timing)
+    fprintf(stderr, "timing: open+model load %.1f ms, embed query %.1f ms, load %zu vectors %.1f ms,"
+            " score+top-%ld %.1f ms, print %.1f ms, total %.1f ms\n", t_load - t0, t_embed - t_load, rows,
+            t_matrix - t_embed, o.top, t_search - t_matrix, ae__now_ms() - t_search, ae__now_ms() - t0);
+  ae_search_hits_free(hits, nh);
+  ae__free(q);
+  ae_encoder_free(enc);
+  ae_free(recorded);
+  ae_store_close(st);
+  return CLI_OK;
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The main job (make demo): embed the shipped example annotations into an index and
+# search it.
+#
+#   tools/demo.sh [--model DIR] [--query "TEXT"] [--work DIR]
+#
+# Model: --model DIR, else $ASTEMBED_MODEL, else a RANDOM-WEIGHT model of
+# all-MiniLM-L6-v2's shape written from the config/tokenizer files shipped in
+# examples/model-config (no pretrained weights can be downloaded here). With random
+# weights everything runs for real, but the ranking is meaningless: the demo says so.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/build/astembed"
+model="${ASTEMBED_MODEL:-}"
+query="parse a JSON document from a string"
+work="$root/build/demo"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model="$2"; shift 2 ;;
+    --query) query="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "demo: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -x "$bin" ] || { echo "demo: $bin missing: run 'make' first" >&2; exit 1; }
+mkdir -p "$work"
+random=0
+if [ -z "$model" ]; then
+  random=1
+  model="$work/random-minilm"
+  if [ ! -f "$model/model.safetensors" ]; then
+    "$bin" model init-random --like "$root/examples/model-config/all-MiniLM-L6-v2" --out "$model" --seed 42
+  fi
+  echo "init-random wrote this folder: its weights are random, not pretrained." > "$model/RANDOM-WEIGHTS.txt"
+  cat <<MSG
+==========================================================================
+ NOTE: no model folder given (--model DIR or ASTEMBED_MODEL), and no
+ pretrained weights are available on this machine. This demo uses a
+ RANDOM-WEIGHT model with all-MiniLM-L6-v2's shape ($model).
+ Embedding, storage and search all run for real, but the search RESULTS
+ ARE MEANINGLESS. Point ASTEMBED_MODEL at a real all-MiniLM-L6-v2 folder
+ (config.json, model.safetensors, tokenizer files) for real results.
+==========================================================================
+MSG
+fi
+db="$work/index.db"
+echo "+ astembed embed --input examples/annotations.jsonl --db $db --model $model --preset development --prune"
+"$bin" embed --input "$root/examples/annotations.jsonl" --db "$db" --model "$model" \
+  --preset development --prune --no-progress
+echo
+echo "+ astembed query \"$query\" --db $db --top 5"
+"$bin" query "$query" --db "$db" --top 5
+echo
+echo "+ astembed stats --db $db"
+"$bin" stats --db "$db"
+if [ "$random" = 1 ]; then
+  echo
+  echo "(random-weight model: the ranking above is NOT meaningful; see the note at the top)"
+fi
