@@ -29,9 +29,9 @@
  * Protocol. Each round: a fresh optimizer learns for --batches batches (recommend ->
  * batch of at most batch_size items and token_budget tokens -> record). Then chunks of
  * --chunk items are processed by every fixed size in {1, 8, 32, 64, 128} and by the
- * optimizer (which keeps learning and probing) in rotating order, on the same stretch
- * of the item stream, so load changes on the shared machine hit every configuration
- * alike; throughput = items / time summed over the chunks. Every batch is timed on two
+ * optimizer (which keeps learning and probing), on the same stretch of the item
+ * stream, in an order reversed on every other chunk and rotated by round, so load
+ * changes on the shared machine hit every configuration alike; throughput = items / time summed over the chunks. Every batch is timed on two
  * clocks: wall time, and the process's CPU time (all threads), which does not charge
  * a batch for time its threads spent preempted by other processes. --clock picks the
  * one the optimizer learns from and the verdict uses (default cpu); the table shows
@@ -432,7 +432,10 @@ static void run_round(workload *w, int batches, int chunks, int chunk, int round
   for (int c = 0; c < chunks; c++) {
     int first = (c * chunk + round * 977) % w->n_items;
     for (int j = 0; j < 6; j++) {
-      int k = (j + c + round) % 6;
+      /* odd chunks run the configurations in the reverse order of even ones, so a
+       * load change that drifts across a pair of chunks hits every configuration
+       * alike; the starting configuration rotates with the round */
+      int k = (c % 2 ? 5 - j + round : j + round) % 6;
       if (k < 5) {
         stamp t0 = now();
         for (int f = 0; f < chunk; f += sizes[k])
@@ -580,12 +583,12 @@ int main(int argc, char **argv) {
     }
   }
   /* defaults per workload: an encoder item costs ~40 ms of CPU at the best size (~150
-   * ms alone), so one round of 12 learning batches (mostly at the larger sizes) and one
-   * chunk of 128 items per configuration is ~80 s of CPU: about 3 minutes of wall time
-   * when this process gets half of the machine's 2 cores. Run it several times for a
-   * spread (or --rounds N). */
+   * ms alone on a busy machine), so one round of 12 learning batches (mostly at the
+   * larger sizes) and two chunks of 128 items per configuration (one in each order)
+   * is ~130 s of CPU: 2-5 minutes of wall time depending on the machine's load. Run it
+   * several times for a spread (or --rounds N). */
   if (rounds < 0) rounds = kind == K_ENCODER ? 1 : 3;
-  if (chunks < 0) chunks = kind == K_ENCODER ? 1 : 12;
+  if (chunks < 0) chunks = kind == K_ENCODER ? 2 : 12;
   if (chunk < 0) chunk = kind == K_ENCODER ? 128 : 256;
   if (batches < 0) batches = kind == K_ENCODER ? 12 : 60;
   if (rounds < 1 || rounds > 64 || chunks < 1 || chunk < 1 || batches < 10 || dim < 16 ||
