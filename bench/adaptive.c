@@ -583,14 +583,15 @@ int main(int argc, char **argv) {
     }
   }
   /* defaults per workload: an encoder item costs ~40 ms of CPU at the best size (~150
-   * ms alone on a busy machine), so one round of 12 learning batches (mostly at the
-   * larger sizes) and two chunks of 128 items per configuration (one in each order)
-   * is ~130 s of CPU: 2-5 minutes of wall time depending on the machine's load. Run it
+   * ms alone on a busy machine), so one round of 30 learning batches (the issue's
+   * convergence horizon; mostly at the larger sizes) and two chunks of 128 items per
+   * configuration (one in each order) is ~170 s of CPU: about 3 minutes when the
+   * process has the machine's 2 cores, several times that on a loaded machine. Run it
    * several times for a spread (or --rounds N). */
   if (rounds < 0) rounds = kind == K_ENCODER ? 1 : 3;
   if (chunks < 0) chunks = kind == K_ENCODER ? 2 : 12;
   if (chunk < 0) chunk = kind == K_ENCODER ? 128 : 256;
-  if (batches < 0) batches = kind == K_ENCODER ? 12 : 60;
+  if (batches < 0) batches = kind == K_ENCODER ? 30 : 60;
   if (rounds < 1 || rounds > 64 || chunks < 1 || chunk < 1 || batches < 10 || dim < 16 ||
       threads < 1 || overhead_mb < 0) {
     fprintf(stderr, "bench_adaptive: bad arguments\n");
