@@ -86,6 +86,39 @@ static int pack_layers(ae_encoder *enc) {
   return rc;
 }
 
+/* AE_PREPACK_OFF: the layers' weights are used where the loader left them (F32,
+ * mmap or its own copy), so loading allocates and reorders nothing. Q, K and V
+ * stay three matrices; qkv_proj runs three GEMMs writing the Q|K|V thirds of each
+ * qkv row (a fused [3H, H] copy would cost 1.7 MB per layer for one short text). */
+static void point_layers(ae_encoder *enc) {
+  const ae__bert_model *m = enc->model;
+  for (int l = 0; l < m->cfg.layers; l++) {
+    const ae__bert_layer *L = &m->layer[l];
+    ae__packed_layer *P = &enc->pl[l];
+    P->o_w = (float *)L->o_w; P->i_w = (float *)L->i_w; P->out_w = (float *)L->out_w;
+  }
+}
+
+static int init_gemms(ae_encoder *enc) {
+  const ae__bert_config *c = &enc->model->cfg;
+  const int H = c->hidden, I = c->intermediate;
+  int rc;
+  if (enc->plain) {
+    if ((rc = ae__gemm_init_plain(&enc->g_qkv, enc->eng, H, H, 3 * H, AE__EPI_BIAS, 0)) ||
+        (rc = ae__gemm_init_plain(&enc->g_o, enc->eng, H, H, H, AE__EPI_BIAS_RESIDUAL, 0)) ||
+        (rc = ae__gemm_init_plain(&enc->g_i, enc->eng, H, I, I, AE__EPI_BIAS_ACT, c->act)) ||
+        (rc = ae__gemm_init_plain(&enc->g_out, enc->eng, I, H, H, AE__EPI_BIAS_RESIDUAL, 0)))
+      return rc;
+    return AE_OK;
+  }
+  if ((rc = ae__gemm_init(&enc->g_qkv, enc->eng, H, 3 * H, AE__EPI_BIAS, 0)) ||
+      (rc = ae__gemm_init(&enc->g_o, enc->eng, H, H, AE__EPI_BIAS_RESIDUAL, 0)) ||
+      (rc = ae__gemm_init(&enc->g_i, enc->eng, H, I, AE__EPI_BIAS_ACT, c->act)) ||
+      (rc = ae__gemm_init(&enc->g_out, enc->eng, I, H, AE__EPI_BIAS_RESIDUAL, 0)))
+    return rc;
+  return AE_OK;
+}
+
 static void fingerprint(ae_encoder *enc) {
   uint8_t buf[16 + 4];
   memcpy(buf, enc->model->fingerprint, 16);
@@ -115,6 +148,7 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   enc->model = m;
   enc->tok = tok;
   enc->threads = opts && opts->threads > 0 ? opts->threads : ae__cpu_count();
+  enc->plain = opts && opts->prepack < 0;
   enc->max_length = opts && opts->max_length > 0 ? opts->max_length : m->max_length;
   if (enc->max_length <= 0 || enc->max_length > c->max_positions) enc->max_length = c->max_positions;
   enc->chunk_tokens = 2048;
@@ -126,17 +160,14 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
     rc = ae__error(AE_EUNSUPPORTED, "encoder: cannot create the oneDNN CPU engine");
     goto fail;
   }
-  const int H = c->hidden, I = c->intermediate;
-  if ((rc = ae__gemm_init(&enc->g_qkv, enc->eng, H, 3 * H, AE__EPI_BIAS, 0)) ||
-      (rc = ae__gemm_init(&enc->g_o, enc->eng, H, H, AE__EPI_BIAS_RESIDUAL, 0)) ||
-      (rc = ae__gemm_init(&enc->g_i, enc->eng, H, I, AE__EPI_BIAS_ACT, c->act)) ||
-      (rc = ae__gemm_init(&enc->g_out, enc->eng, I, H, AE__EPI_BIAS_RESIDUAL, 0)))
-    goto fail;
+  const int H = c->hidden;
+  if ((rc = init_gemms(enc))) goto fail;
   if (!(enc->pl = ae__calloc((size_t)c->layers, sizeof *enc->pl))) {
     rc = ae__error(AE_ENOMEM, "encoder: out of memory");
     goto fail;
   }
-  if ((rc = pack_layers(enc))) goto fail;
+  if (enc->plain) point_layers(enc);
+  else if ((rc = pack_layers(enc))) goto fail;
   enc->scratch_per_thread = ae__attention_scratch_floats(c->max_positions, H / c->heads);
   if (!(enc->scratch = ae__aligned_alloc(sizeof(float) * enc->scratch_per_thread * enc->threads))) {
     rc = ae__error(AE_ENOMEM, "encoder: out of memory");
@@ -164,7 +195,7 @@ static void free_buffers(ae_encoder *enc) {
 void ae_encoder_free(ae_encoder *enc) {
   if (!enc) return;
   if (enc->pl) {
-    for (int l = 0; l < enc->model->cfg.layers; l++) {
+    for (int l = 0; l < enc->model->cfg.layers && !enc->plain; l++) {
       ae__aligned_free(enc->pl[l].qkv_w); ae__aligned_free(enc->pl[l].o_w);
       ae__aligned_free(enc->pl[l].i_w); ae__aligned_free(enc->pl[l].out_w);
       ae__aligned_free(enc->pl[l].qkv_b);
@@ -230,6 +261,21 @@ static inline void mark(ae_encoder *enc, uint64_t *t, int ph) {
   *t = now;
 }
 
+/* qkv[rows, 3H] = xb Wqkv + b for layer l: one GEMM on the fused packed weight,
+ * or (plain mode) three on Wq, Wk, Wv in place, each writing its third of a row. */
+static int qkv_proj(ae_encoder *enc, int l, int rows, const float *xb, float *qkv) {
+  if (!enc->plain)
+    return ae__gemm_run(&enc->g_qkv, enc->st, rows, xb, enc->pl[l].qkv_w, enc->pl[l].qkv_b, qkv);
+  const ae__bert_layer *L = &enc->model->layer[l];
+  const int H = enc->model->cfg.hidden;
+  int rc;
+  if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, rows, xb, L->q_w, L->q_b, qkv)) ||
+      (rc = ae__gemm_run(&enc->g_qkv, enc->st, rows, xb, L->k_w, L->k_b, qkv + H)) ||
+      (rc = ae__gemm_run(&enc->g_qkv, enc->st, rows, xb, L->v_w, L->v_b, qkv + 2 * H)))
+    return rc;
+  return AE_OK;
+}
+
 static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out) {
   const ae__bert_model *m = enc->model;
@@ -251,9 +297,7 @@ static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_
   const size_t FB = enc->ffn_rows;
   for (size_t r0 = 0; r0 < Mp; r0 += FB) {
     size_t rows = Mp - r0 < FB ? Mp - r0 : FB;
-    if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)rows, enc->x + r0 * H, enc->pl[0].qkv_w,
-                           enc->pl[0].qkv_b, enc->qkv + r0 * 3 * H)))
-      return rc;
+    if ((rc = qkv_proj(enc, 0, (int)rows, enc->x + r0 * H, enc->qkv + r0 * 3 * H))) return rc;
   }
   mark(enc, &tm, AE__PH_QKV);
   for (int l = 0; l < m->cfg.layers; l++) {
@@ -281,10 +325,7 @@ static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_
       ae__layernorm_rows(xb, rows, H, L->ln2_g, L->ln2_b, m->cfg.ln_eps);
       mark(enc, &tm, AE__PH_LN);
       if (l + 1 < m->cfg.layers) {   /* the next layer's QKV while the block is warm */
-        const ae__packed_layer *N = &enc->pl[l + 1];
-        if ((rc = ae__gemm_run(&enc->g_qkv, enc->st, (int)rows, xb, N->qkv_w, N->qkv_b,
-                               enc->qkv + r0 * 3 * H)))
-          return rc;
+        if ((rc = qkv_proj(enc, l + 1, (int)rows, xb, enc->qkv + r0 * 3 * H))) return rc;
         mark(enc, &tm, AE__PH_QKV);
       }
     }

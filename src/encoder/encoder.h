@@ -21,6 +21,7 @@ enum { AE__EPI_BIAS = 0, AE__EPI_BIAS_ACT = 1, AE__EPI_BIAS_RESIDUAL = 2 };
  * primitive is cached per M bucket (M rounded up to 16 by the caller). */
 typedef struct {
   int K, N, epilogue, act;     /* act: AE__ACT_* (for AE__EPI_BIAS_ACT) */
+  int ldc;                     /* row stride of C (N, or 3H for one of Q|K|V) */
   dnnl_engine_t eng;
   dnnl_memory_desc_t w_md;     /* packed weight layout */
   size_t w_bytes;
@@ -34,12 +35,16 @@ typedef struct {
 } ae__gemm;
 
 int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act);
+/* The same GEMM on weights used in place as loaded (PyTorch [N, K], no pack);
+ * C rows are ldc floats apart (ldc >= N). */
+int ae__gemm_init_plain(ae__gemm *g, dnnl_engine_t eng, int K, int N, int ldc, int epilogue,
+                        int act);
 void ae__gemm_destroy(ae__gemm *g);
 /* Packs a PyTorch Linear weight [N, K] (row-major) into *packed (64-byte aligned,
  * allocated with ae__aligned_alloc). */
 int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **packed);
 /* C = A x W + bias (+ act, or + C for the residual epilogue). A is [M,K] and C is
- * [M,N], both dense row-major. */
+ * [M,N] with rows ldc floats apart. */
 int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const float *packed,
                  const float *bias, float *C);
 
@@ -87,7 +92,8 @@ struct ae_encoder {
 
   dnnl_engine_t eng;
   dnnl_stream_t st;
-  ae__gemm g_qkv, g_o, g_i, g_out;
+  ae__gemm g_qkv, g_o, g_i, g_out;   /* plain mode: g_qkv is one of Q|K|V (N = H) */
+  int plain;                         /* AE_PREPACK_OFF: pl[] points into the model */
   ae__packed_layer *pl;
 
   /* activations, grown as needed, reused by every call */

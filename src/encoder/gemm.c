@@ -47,7 +47,8 @@ static int make_pd(ae__gemm *g, int M, const dnnl_memory_desc_t *w_md,
   if (w_md) b = *w_md;
   else DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, dnnl_format_tag_any), "weights desc");
   DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, dbias, dnnl_f32, dnnl_ab), "bias desc");
-  DNNL_TRY(dnnl_memory_desc_init_by_tag(&c, 2, dc, dnnl_f32, dnnl_ab), "dst desc");
+  dnnl_dims_t sc = {g->ldc, 1};   /* dst rows may be strided (Q|K|V in one buffer) */
+  DNNL_TRY(dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc), "dst desc");
   dnnl_matmul_desc_t md;
   DNNL_TRY(dnnl_matmul_desc_init(&md, &a, &b, &bias, &c), "matmul desc");
   DNNL_TRY(dnnl_primitive_attr_create(&attr), "attr");
@@ -68,9 +69,26 @@ done:
   return rc;
 }
 
-int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act) {
+static void init_fields(ae__gemm *g, dnnl_engine_t eng, int K, int N, int ldc, int epilogue,
+                        int act) {
   memset(g, 0, sizeof *g);
-  g->K = K; g->N = N; g->epilogue = epilogue; g->act = act; g->eng = eng;
+  g->K = K; g->N = N; g->ldc = ldc; g->epilogue = epilogue; g->act = act; g->eng = eng;
+}
+
+/* Plain weights: the PyTorch Linear weight [N, K] row-major is the [K, N] matrix
+ * with strides (1, K), oneDNN tag "ba"; matmuls read it in place, no reorder. */
+int ae__gemm_init_plain(ae__gemm *g, dnnl_engine_t eng, int K, int N, int ldc, int epilogue,
+                        int act) {
+  init_fields(g, eng, K, N, ldc, epilogue, act);
+  dnnl_dims_t db = {K, N};
+  if (dnnl_memory_desc_init_by_tag(&g->w_md, 2, db, dnnl_f32, dnnl_ba) != dnnl_success)
+    return ae__error(AE_EUNSUPPORTED, "oneDNN: plain weights desc failed");
+  g->w_bytes = 0;   /* nothing is packed */
+  return AE_OK;
+}
+
+int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act) {
+  init_fields(g, eng, K, N, N, epilogue, act);
   dnnl_primitive_desc_t pd = NULL;
   int rc = make_pd(g, 1024, NULL, &pd);
   if (rc) return rc;

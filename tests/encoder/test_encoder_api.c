@@ -53,7 +53,7 @@ static void test_load_and_accessors(const char *dir, const char *dir_other) {
   CHECK(ae_encoder_dim(e) == 32);
   CHECK(ae_encoder_max_length(e) == 24);    /* tokenizer_config model_max_length */
   CHECK(ae_encoder_tokenizer(e) != NULL);
-  ae_encoder_options o = {1, 10};
+  ae_encoder_options o = {.threads = 1, .max_length = 10};
   CHECK_OK(ae_encoder_load(dir, &o, &e2));
   REQUIRE(e2);
   CHECK(ae_encoder_max_length(e2) == 10);
@@ -76,7 +76,7 @@ static void test_load_and_accessors(const char *dir, const char *dir_other) {
   /* bad arguments and folders */
   ae_encoder *bad = NULL;
   CHECK(ae_encoder_load("/nonexistent/model", NULL, &bad) == AE_ENOTFOUND && !bad);
-  ae_encoder_options big = {0, 49};
+  ae_encoder_options big = {.threads = 0, .max_length = 49};
   CHECK(ae_encoder_load(dir, &big, &bad) == AE_ERANGE && !bad);
   printf("max_length 49: %s\n", ae_last_error());
   ae_encoder_free(NULL);
@@ -169,7 +169,7 @@ static void test_texts(const char *dir) {
 
 /* The same vector whatever the thread count or the other items of the batch. */
 static void test_invariance(const char *dir) {
-  ae_encoder_options o1 = {1, 0}, o2 = {2, 0};
+  ae_encoder_options o1 = {.threads = 1}, o2 = {.threads = 2};
   ae_encoder *a = NULL, *b = NULL;
   CHECK_OK(ae_encoder_load(dir, &o1, &a));
   CHECK_OK(ae_encoder_load(dir, &o2, &b));

@@ -107,7 +107,7 @@ static void check_files_config(const config *c, const char *tmp, const char *lik
   o.max_seq_length = c->max_len;
   CHECK_OK(ae__model_init_random_ex(like, dir, &o));
   ae_encoder *enc = NULL;
-  ae_encoder_options eo = {2, 0};
+  ae_encoder_options eo = {.threads = 2, .max_length = 0};
   CHECK_OK(ae_encoder_load(dir, &eo, &enc));
   REQUIRE(enc);
   CHECK(ae_encoder_max_length(enc) == c->max_len);
@@ -174,7 +174,7 @@ static void check_config(const config *c, const char *tmp) {
   REQUIRE(ref);
   double t1 = ae__now_ms();
   ae_encoder *enc = NULL;
-  ae_encoder_options opts = {2, 0};
+  ae_encoder_options opts = {.threads = 2, .max_length = 0};
   CHECK_OK(ae__encoder_new(&t->m, NULL, NULL, NULL, &opts, &enc));
   REQUIRE(enc);
   float *got = calloc(n * c->H, sizeof(float));

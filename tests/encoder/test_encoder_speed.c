@@ -134,7 +134,7 @@ static void bench(void) {
   tmodel *t = tm_new(384, 6, 12, 1536, 30522, 512, AE__ACT_GELU, AE_POOL_MEAN, 1, "F32", 7, 0.02f);
   t->m.max_length = 256;
   ae_encoder *enc = NULL;
-  ae_encoder_options o = {threads, 0};
+  ae_encoder_options o = {.threads = threads, .max_length = 0};
   REQUIRE(ae__encoder_new(&t->m, NULL, NULL, NULL, &o, &enc) == AE_OK);
   if (getenv("AE_FWD_CHUNK")) ae__encoder_tune(enc, (size_t)atol(getenv("AE_FWD_CHUNK")), 0);
   if (getenv("AE_FWD_FFN_ROWS")) ae__encoder_tune(enc, 0, (size_t)atol(getenv("AE_FWD_FFN_ROWS")));
