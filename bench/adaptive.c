@@ -243,7 +243,7 @@ static int enc_items(workload *w, const char *data, int n_items, char *why, size
 static int enc_init(workload *w, const char *model, const char *data, int n_items,
                     int threads, char *why, size_t wn) {
   w->kind = K_ENCODER;
-  ae_encoder_options eo = {threads, 0};
+  ae_encoder_options eo = {.threads = threads};
   if (ae_encoder_load(model, &eo, &w->enc) != AE_OK) {
     snprintf(why, wn, "%s", ae_last_error());
     return -1;

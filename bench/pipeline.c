@@ -66,7 +66,7 @@ static size_t g_memory_limit_mb = 1024;
 
 static int phase_without(phase_result *r) {
   double t0 = ae__now_ms();   /* the whole run, model load included, as for the others */
-  ae_encoder_options eo = {0, 0};
+  ae_encoder_options eo = {.threads = 0};
   ae_encoder *enc;
   if (ae_encoder_load(g_model, &eo, &enc)) return 1;
   const ae_tokenizer *tok = ae_encoder_tokenizer(enc);
@@ -198,7 +198,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 static int synth_index(const char *db, size_t n) {
-  ae_encoder_options eo = {1, 0};
+  ae_encoder_options eo = {.threads = 1};
   ae_encoder *enc;
   if (ae_encoder_load(g_model, &eo, &enc)) return -1;
   uint8_t fp[16];

@@ -191,7 +191,9 @@ static uint64_t peak_rss(void) {
 /* What a run would do: texts built, tokens counted, stored vectors checked; nothing is
  * written and the encoder never runs. */
 static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n) {
-  ae_encoder_options eo = {cfg->model.threads, cfg->model.max_length};
+  /* a dry run only tokenizes: no need to reorder the weights */
+  ae_encoder_options eo = {.threads = cfg->model.threads, .max_length = cfg->model.max_length,
+                           .prepack = AE_PREPACK_OFF};
   ae_encoder *enc;
   int rc = ae_encoder_load(cfg->model.path, &eo, &enc);
   if (rc) return cli_fail("loading the model", rc);

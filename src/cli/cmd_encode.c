@@ -166,7 +166,8 @@ int cmd_encode(int argc, char **argv) {
     return CLI_USAGE;
   }
   if (batch > 4096) batch = 4096;
-  ae_encoder_options opts = {(int)(threads > 4096 ? 4096 : threads), (int)(max_len > 1 << 20 ? 1 << 20 : max_len)};
+  ae_encoder_options opts = {.threads = (int)(threads > 4096 ? 4096 : threads),
+                            .max_length = (int)(max_len > 1 << 20 ? 1 << 20 : max_len)};
   ae_encoder *enc = NULL;
   int rc = ae_encoder_load(dir, &opts, &enc);
   if (rc) return cli_fail(dir, rc);

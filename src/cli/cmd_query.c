@@ -172,7 +172,7 @@ int cmd_query(int argc, char **argv) {
     fprintf(stderr, "astembed query: %s records no model and no --model or ASTEMBED_MODEL was given\n", o.db);
     return CLI_USAGE;
   }
-  ae_encoder_options eo = {o.threads, 0, AE_PREPACK_OFF};   /* one short text */
+  ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF}; /* one short text */
   ae_encoder *enc = NULL;
   if ((rc = ae_encoder_load(model, &eo, &enc))) {
     ae_free(recorded);

@@ -16,7 +16,7 @@ int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_en
                    "is %d", model_dir, ae_tokenizer_vocab_size(tok), m->cfg.vocab);
   } else {
     /* the loader already applied the max_length override (and range-checked it) */
-    ae_encoder_options o = {opts ? opts->threads : 0, 0, opts ? opts->prepack : 0};
+    ae_encoder_options o = {.threads = opts ? opts->threads : 0, .prepack = opts ? opts->prepack : 0};
     rc = ae__encoder_new(m, ae__bert_free, tok, ae_tokenizer_free, &o, out);
   }
   if (rc) { ae_tokenizer_free(tok); ae__bert_free(m); }

@@ -156,7 +156,7 @@ int ae_generator_init(ae_generator *g) {
   if (c->model.enabled) {
     if (!c->model.path[0])
       return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
-    ae_encoder_options eo = {c->model.threads, c->model.max_length};
+    ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length};
     if ((rc = ae_encoder_load(c->model.path, &eo, &g->enc))) return rc;
     g->dim = ae_encoder_dim(g->enc);
     g->max_len = ae_encoder_max_length(g->enc);

@@ -53,7 +53,7 @@ static ae_generator *make_gen(const ae_generator_config *c, ae_store *st) {
 
 /* Reference vectors: each annotation's text embedded directly by the encoder. */
 static float *reference(int *dim_out) {
-  ae_encoder_options eo = {2, 0};
+  ae_encoder_options eo = {.threads = 2};
   ae_encoder *enc;
   if (ae_encoder_load(model, &eo, &enc)) return NULL;
   int dim = ae_encoder_dim(enc);
