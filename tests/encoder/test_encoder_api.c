@@ -5,6 +5,7 @@
  * allocation failures injected into load and embed. */
 #include "encoder_testutil.h"
 #include "test.h"
+#include "failalloc.h"
 #include <unistd.h>
 
 static const char *small_config =
@@ -201,40 +202,18 @@ static void test_invariance(const char *dir) {
 
 /* ---- allocation failures ---------------------------------------------------- */
 
-static long fail_at, calls, live;
-static void *t_malloc(size_t n, void *ud) {
-  (void)ud;
-  if (++calls == fail_at) return NULL;
-  void *p = malloc(n);
-  if (p) live++;
-  return p;
-}
-static void *t_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  if (++calls == fail_at) return NULL;
-  void *q = realloc(p, n);
-  if (q && !p) live++;
-  return q;
-}
-static void t_free(void *p, void *ud) {
-  (void)ud;
-  if (p) live--;
-  free(p);
-}
-
 static void test_alloc_failures(const char *dir) {
-  ae_allocator al = {t_malloc, t_realloc, t_free, NULL};
   long k, bad_status = 0, leaks = 0;
   for (k = 1; k < 100000; k++) {
-    fail_at = k;
-    calls = live = 0;
-    ae_set_allocator(&al);
+    fa_fail_at = k;
+    fa_calls = fa_live = 0;
+    ae_set_allocator(&fa_allocator);
     ae_encoder *e = NULL;
     int rc = ae_encoder_load(dir, NULL, &e);
     ae_encoder_free(e);
     ae_set_allocator(NULL);
-    if (live) leaks++;
-    if (rc == AE_OK) { CHECK(calls < k); break; }
+    if (fa_live) leaks++;
+    if (rc == AE_OK) { CHECK(fa_calls < k); break; }
     if (rc != AE_ENOMEM || e) bad_status++;
   }
   printf("load: allocation failure injected at each of %ld allocations\n", k - 1);
@@ -252,12 +231,12 @@ static void test_alloc_failures(const char *dir) {
   ae__encoder_tune(e, 0, 16);     /* drops the buffers: the next call reallocates them */
   long fails = 0;
   for (k = 1; k < 10000; k++) {
-    fail_at = k;
-    calls = 0;
-    ae_set_allocator(&al);
+    fa_fail_at = k;
+    fa_calls = 0;
+    ae_set_allocator(&fa_allocator);
     int rc = ae_encoder_embed_texts(e, texts, NULL, 3, out, st);
     ae_set_allocator(NULL);
-    if (rc == AE_OK && calls < k) break;
+    if (rc == AE_OK && fa_calls < k) break;
     int any = rc == AE_ENOMEM;
     for (int i = 0; i < 3; i++) any |= st[i] == AE_ENOMEM;
     if (!any) fails++;

@@ -3,42 +3,20 @@
  * hook counts live blocks, so leaks show up without ASan as well. */
 #include "model_test_util.h"
 #include "test.h"
-
-static long fail_at, calls, live;
-
-static void *t_malloc(size_t n, void *ud) {
-  (void)ud;
-  if (++calls == fail_at) return NULL;
-  void *p = malloc(n);
-  if (p) live++;
-  return p;
-}
-static void *t_realloc(void *p, size_t n, void *ud) {
-  (void)ud;
-  if (++calls == fail_at) return NULL;
-  void *q = realloc(p, n);
-  if (q && !p) live++;
-  return q;
-}
-static void t_free(void *p, void *ud) {
-  (void)ud;
-  if (p) live--;
-  free(p);
-}
+#include "failalloc.h"
 
 /* Runs op with the k-th allocation failing for k = 1, 2, ... until op succeeds.
  * Returns how many allocations a successful run made. */
 static long sweep(const char *what, int (*op)(void *), void *arg) {
-  ae_allocator a = {t_malloc, t_realloc, t_free, NULL};
   long k;
   for (k = 1; k < 10000; k++) {
-    fail_at = k;
-    calls = live = 0;
-    ae_set_allocator(&a);
+    fa_fail_at = k;
+    fa_calls = fa_live = 0;
+    ae_set_allocator(&fa_allocator);
     int rc = op(arg);
     ae_set_allocator(NULL);
-    CHECKF(live == 0, "%s: k=%ld: %ld blocks leaked", what, k, live);
-    if (rc == AE_OK && calls < k) break;
+    CHECKF(fa_live == 0, "%s: k=%ld: %ld blocks leaked", what, k, fa_live);
+    if (rc == AE_OK && fa_calls < k) break;
     CHECKF(rc == AE_ENOMEM, "%s: k=%ld: status %d (%s) %s", what, k, rc, ae_strerror(rc), ae_last_error());
     if (rc == AE_ENOMEM) CHECK(strstr(ae_last_error(), "out of memory") != NULL);
   }
