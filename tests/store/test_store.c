@@ -240,9 +240,28 @@ enum { KN = 4000, KBATCH = 40 };
 
 /* One "embedding run": every item whose current vector is missing gets computed and
  * written, KBATCH per transaction. Returns the number computed. */
+/* Items whose current vector is missing (the work run_once has to do). */
+static int count_missing(ae_store *s, int version_every) {
+  int missing = 0;
+  for (int i = 0; i < KN; i++) {
+    ae_annotation a; char id[64], file[64], text[128];
+    make_item(i, i % version_every == 0, &a, id, file, text);
+    uint8_t h[16]; float v[DIM]; int same;
+    ae_text_hash(text, strlen(text), h);
+    if (!(ae_store_lookup(s, FP, id, h, v, DIM, &same) == AE_OK && same)) missing++;
+  }
+  return missing;
+}
+
+/* With notify_fd, first writes how many commits the run will make (an int), then
+ * one byte per commit. */
 static int run_once(const char *path, int version_every, int notify_fd) {
   ae_store *s;
   if (ae_store_open(path, 0, &s)) return -1;
+  if (notify_fd >= 0) {
+    int commits = (count_missing(s, version_every) + KBATCH - 1) / KBATCH;
+    if (write(notify_fd, &commits, sizeof commits) != sizeof commits) return -1;
+  }
   int computed = 0, in_batch = 0;
   for (int i = 0; i < KN; i++) {
     ae_annotation a; char id[64], file[64], text[128];
@@ -305,14 +324,20 @@ static void test_sigkill(void) {
   int kills = 0, last = 0, version_every = 1 << 30;
   for (int round = 0; round < 8; round++) {
     if (round == 4) version_every = 3;   /* from now on, every third item's text changed */
-    /* the child reports each commit on a pipe; it is killed after a random number of
-     * them, i.e. in the middle of its run, wherever its next write happens to be */
+    /* the child reports how many commits its run needs, then each commit on a pipe;
+     * it is killed after a random number of them, at most half its work, i.e. in the
+     * middle of its run, wherever its next write happens to be. Half keeps every
+     * round's run long enough to be killed: rounds 0-3 leave >= 13 of 100 commits,
+     * round 4 adds a third of the texts, rounds 5-7 leave >= 5. */
     int p[2];
     REQUIRE(pipe(p) == 0);
     pid_t pid = fork();
     if (pid == 0) { close(p[0]); _exit(run_once(path, version_every, p[1]) < 0 ? 3 : 0); }
     close(p[1]);
-    int want = 1 + rand() % 25;
+    int commits = 0;
+    REQUIRE(read(p[0], &commits, sizeof commits) == sizeof commits);
+    int half = commits / 2 < 25 ? commits / 2 : 25;
+    int want = half > 0 ? 1 + rand() % half : 0;
     char c;
     for (int k = 0; k < want && read(p[0], &c, 1) == 1; k++) {}
     usleep((unsigned)(rand() % 3000));
