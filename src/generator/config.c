@@ -45,35 +45,18 @@ void ae_generator_config_default(ae_generator_config *c) {
   c->model.enabled = 1;
   ae_text_options_default(&c->model.text);
 
+  /* Each section starts from its component's own defaults (the seed's values), so a
+   * field added to a component is never left zero here. */
   c->cache.enabled = 1;
-  ae_cache_config *cc = &c->cache.config;
-  cc->max_entries = 1000;
-  cc->max_memory_mb = 100;
-  cc->ttl_seconds = 3600;
-  cc->enable_content_validation = 1;
-  cc->maintenance_interval_ms = 300000;
-  cc->policy = AE_CACHE_LRU;
+  ae_cache_config_default(&c->cache.config);
 
   c->batch_optimizer.enabled = 1;
-  ae_batchopt_config *b = &c->batch_optimizer.config;
-  b->min_batch_size = 1;
-  b->max_batch_size = 128;
-  b->target_cpu_usage = 70;
-  b->target_memory_usage = 75;
-  b->min_samples = 10;
-  b->history_retention = 100;
-  b->aggressiveness = 0.3;
+  ae_batchopt_config_default(&c->batch_optimizer.config);
 
   c->memory_processor.enabled = 1;
-  ae_memproc_config *m = &c->memory_processor.config;
-  strategies_default(m->strategies);
-  m->critical = 85;
-  m->high = 70;
-  m->normal = 55;
-  m->low = 35;
-  m->monitoring_interval_ms = 100;
-  m->cleanup_threshold = 80;
-  m->gc_threshold = 75;
+  ae_memproc_config_default(&c->memory_processor.config);
+  /* the seed's per-strategy overhead estimates, as the config/ JSON presets write them out */
+  strategies_default(c->memory_processor.config.strategies);
 }
 
 int ae_generator_config_preset(ae_generator_config *c, const char *name) {
