@@ -227,7 +227,7 @@ static int synth_index(const char *db, size_t n) {
                          .snippet = "    return a + b\n"};
       uint8_t h[16];
       ae_text_hash(text, strlen(text), h);
-      if (ae_store_put(st, &a, h, fp, v, dim)) return -1;
+      if (ae_store_put(st, &a, h, fp, v, dim, 0)) return -1;
     }
     if (ae_store_commit(st)) return -1;
   }

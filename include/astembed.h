@@ -554,15 +554,18 @@ int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16]
 
 /* Vector of node_id for model fp when its stored text hash is h: AE_OK (and
  * *same_node = 1); else the vector of any node with the same text under fp
- * (*same_node = 0); else AE_EMISS. out has room for dim floats. */
+ * (*same_node = 0); else AE_EMISS. out has room for dim floats. *truncated (may be
+ * NULL) gets the stored flag: 1 the text was cut at the max length, 0 it was not,
+ * -1 unknown (rows from schema version 1). */
 int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
-                    const uint8_t h[16], float *out, int dim, int *same_node);
+                    const uint8_t h[16], float *out, int dim, int *same_node, int *truncated);
 
 /* Batch writes: begin, put (annotation row upserted, written only when it changed;
- * vector upserted when vec is non-NULL), commit. rollback discards the batch. */
+ * vector upserted when vec is non-NULL, with its truncated flag: 1, 0 or -1 unknown),
+ * commit. rollback discards the batch. */
 int ae_store_begin(ae_store *s);
 int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
-                 const uint8_t fp[16], const float *vec, int dim);
+                 const uint8_t fp[16], const float *vec, int dim, int truncated);
 int ae_store_commit(ae_store *s);
 void ae_store_rollback(ae_store *s);
 
@@ -661,8 +664,9 @@ typedef struct {
   const char *node_id;   /* the annotation's */
   float *vector;         /* dim floats, NULL on error; freed by ae_embed_results_free */
   int from_cache;        /* 0 = embedded now, 1 = memory cache, 2 = the store */
-  int truncated;         /* 1 when the text was cut at the model's max length
-                            (known for items embedded now; 0 for cache hits) */
+  int truncated;         /* 1 when the text was cut at the model's max length, for
+                            hits too: the store keeps the flag with the vector, and a
+                            hit no tier knows the flag of is tokenized to find it */
   int tokens;            /* tokens embedded (0 for hits) */
   int status;            /* AE_OK or this item's error */
   char error[192];       /* the error's detail ("" when ok) */

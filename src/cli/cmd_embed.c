@@ -209,7 +209,7 @@ static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annot
     if (ae_annotation_text(&items[i], &cfg->model.text, &t, &len, &capped)) { bad++; continue; }
     uint8_t h[16]; int same;
     ae_text_hash(t, len, h);
-    if (!o->force && st && ae_store_lookup(st, fp, items[i].node_id, h, v, dim, &same) == AE_OK && same) {
+    if (!o->force && st && ae_store_lookup(st, fp, items[i].node_id, h, v, dim, &same, NULL) == AE_OK && same) {
       stored++;
     } else {
       int32_t *ids; size_t nid; int tr = 0;

@@ -270,7 +270,7 @@ static void store_tier_writes(job *j, const size_t *idx, const char *need_vec, s
     for (size_t k = s; !rc && k < e; k++) {
       size_t i = idx[k];
       rc = ae_store_put(g->store, &j->items[i], j->hash[i], g->fp,
-                        need_vec[k] ? j->res[i].vector : NULL, g->dim);
+                        need_vec[k] ? j->res[i].vector : NULL, g->dim, j->res[i].truncated);
     }
     if (!rc) rc = ae_store_commit(g->store);
     if (rc) {
@@ -282,28 +282,55 @@ static void store_tier_writes(job *j, const size_t *idx, const char *need_vec, s
   g->store_ms += ae__now_ms() - t0;
 }
 
+/* Hits whose truncated flag no tier knows (memory-cache hits, rows from schema 1):
+ * tokenizing finds it. The tokenizer stops at the max length, so this costs at most
+ * max_length tokens per item, split over the CPUs. */
+static void learn_truncation(job *j, const size_t *idx, size_t n) {
+  ae_generator *g = j->g;
+  if (!n || !g->enc) return;
+  double t0 = ae__now_ms();
+  const ae_tokenizer *tok = ae_encoder_tokenizer(g->enc);
+  long m = (long)n;
+  #pragma omp parallel for schedule(dynamic, 32)
+  for (long k = 0; k < m; k++) {
+    size_t i = idx[k], n_ids = 0;
+    int32_t *ids = NULL;
+    int trunc = 0;
+    if (ae_tokenizer_encode(tok, j->text[i], j->text_len[i], (size_t)g->max_len, &ids, &n_ids, &trunc) == AE_OK &&
+        trunc)
+      j->res[i].truncated = 1;
+    ae_free(ids);
+  }
+  g->tokenize_ms += ae__now_ms() - t0;
+}
+
 static int lookup_tiers(job *j) {
   ae_generator *g = j->g;
   size_t *wr = ae__malloc((j->total + 1) * sizeof *wr);
+  size_t *unknown = ae__malloc((j->total + 1) * sizeof *unknown);
   char *need = ae__malloc(j->total + 1);
   j->miss = ae__malloc((j->total + 1) * sizeof *j->miss);
-  if (!wr || !need || !j->miss) { ae__free(wr); ae__free(need); return ae__error(AE_ENOMEM, "generator: out of memory"); }
-  size_t n_wr = 0;
+  if (!wr || !unknown || !need || !j->miss) {
+    ae__free(wr); ae__free(unknown); ae__free(need);
+    return ae__error(AE_ENOMEM, "generator: out of memory");
+  }
+  size_t n_wr = 0, n_unknown = 0;
   for (size_t i = 0; i < j->total; i++) {
     ae_embed_result *r = &j->res[i];
     if (r->status) continue;
     if (g->force) { j->miss[j->n_miss++] = i; continue; }
     g->lookups++;
     if (give_vector(g, r, NULL)) continue;
-    int same = 0;
-    if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same) == AE_OK && same) {
+    int same = 0, trunc = -1;
+    if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK && same) {
       r->from_cache = 2;
       wr[n_wr] = i; need[n_wr++] = 0;   /* annotation row only (written if it changed) */
     } else if (g->cache && ae_cache_get(g->cache, j->items[i].node_id, j->text[i], j->text_len[i],
                                         r->vector, (size_t)g->dim) == AE_OK) {
       r->from_cache = 1;
       if (g->store) { wr[n_wr] = i; need[n_wr++] = 1; }
-    } else if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same) == AE_OK) {
+      trunc = -1;
+    } else if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK) {
       r->from_cache = 2;
       wr[n_wr] = i; need[n_wr++] = 1;
     } else {
@@ -312,12 +339,16 @@ static int lookup_tiers(job *j) {
     }
     if (r->from_cache == 2 && g->cache)
       ae_cache_set(g->cache, j->items[i].node_id, j->text[i], j->text_len[i], r->vector, (size_t)g->dim);
+    if (trunc > 0) r->truncated = 1;
+    else if (trunc < 0 && !r->truncated) unknown[n_unknown++] = i;
     if (r->from_cache == 1) g->memory_hits++;
     else g->store_hits++;
     j->hits++;
   }
+  learn_truncation(j, unknown, n_unknown);
   if (n_wr) store_tier_writes(j, wr, need, n_wr);
   ae__free(wr);
+  ae__free(unknown);
   ae__free(need);
   return AE_OK;
 }
@@ -445,7 +476,8 @@ static void commit_range(job *j, size_t a, size_t b) {
   for (size_t k = a; !rc && k < b; k++) {
     size_t i = j->miss[k];
     if (!j->res[i].status)
-      rc = ae_store_put(g->store, &j->items[i], j->hash[i], g->fp, j->res[i].vector, g->dim);
+      rc = ae_store_put(g->store, &j->items[i], j->hash[i], g->fp, j->res[i].vector, g->dim,
+                        j->res[i].truncated);
   }
   if (!rc) rc = ae_store_commit(g->store);
   if (rc) {

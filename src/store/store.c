@@ -20,7 +20,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define SCHEMA_VERSION 1
+/* Schema versions: 1 = the first; 2 adds vectors.truncated (1 when the text was cut at
+ * the model's max length, 0 when not, -1 unknown: rows written by version 1). A
+ * version-1 file is upgraded in place when opened for writing and read as is (every
+ * flag unknown) when opened read-only. */
+#define SCHEMA_VERSION 2
 
 static const char *k_schema =
   "CREATE TABLE IF NOT EXISTS annotations ("
@@ -36,7 +40,7 @@ static const char *k_schema =
   "CREATE TABLE IF NOT EXISTS vectors ("
   "  id INTEGER PRIMARY KEY, node_id TEXT NOT NULL, fingerprint BLOB NOT NULL,"
   "  text_hash BLOB NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL,"
-  "  UNIQUE(node_id, fingerprint));"
+  "  truncated INTEGER NOT NULL DEFAULT -1, UNIQUE(node_id, fingerprint));"
   "CREATE INDEX IF NOT EXISTS vectors_content ON vectors(fingerprint, text_hash);"
   "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
   "INSERT OR IGNORE INTO meta VALUES ('generation', '0');";
@@ -45,8 +49,9 @@ enum {
   Q_LOOKUP_NODE, Q_LOOKUP_CONTENT, Q_PUT_ANN, Q_PUT_VEC, Q_BUMP, Q_COUNT
 };
 static const char *k_sql[Q_COUNT] = {
-  [Q_LOOKUP_NODE] = "SELECT text_hash, vec FROM vectors WHERE node_id = ?1 AND fingerprint = ?2",
-  [Q_LOOKUP_CONTENT] = "SELECT vec FROM vectors WHERE fingerprint = ?1 AND text_hash = ?2 LIMIT 1",
+  [Q_LOOKUP_NODE] = "SELECT text_hash, vec, truncated FROM vectors WHERE node_id = ?1 AND fingerprint = ?2",
+  [Q_LOOKUP_CONTENT] = "SELECT vec, truncated FROM vectors WHERE fingerprint = ?1 AND text_hash = ?2"
+                       " ORDER BY truncated DESC LIMIT 1",
   /* written only when something differs, so a rerun over unchanged input writes nothing */
   [Q_PUT_ANN] =
     "INSERT INTO annotations (node_id, file_path, start_line, end_line, node_type, language,"
@@ -61,10 +66,15 @@ static const char *k_sql[Q_COUNT] = {
     " OR summary IS NOT excluded.summary OR snippet IS NOT excluded.snippet"
     " OR text_hash IS NOT excluded.text_hash",
   [Q_PUT_VEC] =
-    "INSERT INTO vectors (node_id, fingerprint, text_hash, dim, vec) VALUES (?1,?2,?3,?4,?5)"
+    "INSERT INTO vectors (node_id, fingerprint, text_hash, dim, vec, truncated) VALUES (?1,?2,?3,?4,?5,?6)"
     " ON CONFLICT(node_id, fingerprint) DO UPDATE SET text_hash=excluded.text_hash,"
-    " dim=excluded.dim, vec=excluded.vec",
+    " dim=excluded.dim, vec=excluded.vec, truncated=excluded.truncated",
   [Q_BUMP] = "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
+};
+/* The lookups against a version-1 file opened read-only: no truncated column. */
+static const char *k_sql_v1[Q_COUNT] = {
+  [Q_LOOKUP_NODE] = "SELECT text_hash, vec, -1 FROM vectors WHERE node_id = ?1 AND fingerprint = ?2",
+  [Q_LOOKUP_CONTENT] = "SELECT vec, -1 FROM vectors WHERE fingerprint = ?1 AND text_hash = ?2 LIMIT 1",
 };
 
 void ae_text_hash(const char *text, size_t len, uint8_t out[16]) {
@@ -108,6 +118,20 @@ static int make_parent(const char *path) {
   return rc;
 }
 
+#define AE__STR2(x) #x
+#define AE__STR(x) AE__STR2(x)
+
+/* Version 1 -> 2 in one transaction: the new column, every existing row unknown. */
+static int upgrade_v1(ae_store *s) {
+  int rc = exec(s, "BEGIN IMMEDIATE");
+  if (rc) return rc;
+  rc = exec(s, "ALTER TABLE vectors ADD COLUMN truncated INTEGER NOT NULL DEFAULT -1;"
+               "PRAGMA user_version = 2");
+  if (!rc) rc = exec(s, "COMMIT");
+  else sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc;
+}
+
 static int check_schema(ae_store *s, int read_only) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
@@ -122,6 +146,7 @@ static int check_schema(ae_store *s, int read_only) {
     return ae__error(AE_EUNSUPPORTED, "%s: schema version %d is newer than this astembed's %d",
                      s->path, version, SCHEMA_VERSION);
   if (version == SCHEMA_VERSION) return AE_OK;
+  if (version == 1) return read_only ? (s->v1 = 1, AE_OK) : upgrade_v1(s);
   if (read_only) return ae__error(AE_ENOTFOUND, "%s: not an astembed index (no schema)", s->path);
   /* An existing database from something else (tables but no user_version) is refused
    * rather than mixed into. */
@@ -136,7 +161,7 @@ static int check_schema(ae_store *s, int read_only) {
     return ae__error(AE_EFORMAT, "%s: database has tables but is not an astembed index", s->path);
   int rc = exec(s, "BEGIN IMMEDIATE");
   if (!rc) rc = exec(s, k_schema);
-  if (!rc) rc = exec(s, "PRAGMA user_version = 1");
+  if (!rc) rc = exec(s, "PRAGMA user_version = " AE__STR(SCHEMA_VERSION));
   if (!rc) rc = exec(s, "COMMIT");
   else sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
@@ -172,7 +197,8 @@ int ae_store_open(const char *path, int read_only, ae_store **out) {
   if (!rc) rc = check_schema(s, read_only);
   for (int i = 0; !rc && i < Q_COUNT; i++) {
     if (read_only && (i == Q_PUT_ANN || i == Q_PUT_VEC || i == Q_BUMP)) continue;
-    if (sqlite3_prepare_v3(s->db, k_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK)
+    const char *sql = s->v1 && k_sql_v1[i] ? k_sql_v1[i] : k_sql[i];
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK)
       rc = ae__store_dberr(s, "preparing statements");
   }
   if (rc) { ae_store_close(s); return rc; }
@@ -255,28 +281,37 @@ static int copy_vec(sqlite3_stmt *st, int col, float *out, int dim) {
 }
 
 int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
-                    const uint8_t h[16], float *out, int dim, int *same_node) {
+                    const uint8_t h[16], float *out, int dim, int *same_node, int *truncated) {
   sqlite3_stmt *st = s->q[Q_LOOKUP_NODE];
+  int trunc = -1;
   sqlite3_bind_text(st, 1, node_id, -1, SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, fp, 16, SQLITE_STATIC);
   int rc = sqlite3_step(st), found = 0;
   if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16 &&
-      !memcmp(sqlite3_column_blob(st, 0), h, 16))
+      !memcmp(sqlite3_column_blob(st, 0), h, 16)) {
     found = copy_vec(st, 1, out, dim) == AE_OK;
+    trunc = sqlite3_column_int(st, 2);
+  }
   else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
     sqlite3_reset(st);
     return ae__store_dberr(s, "lookup");
   }
   sqlite3_reset(st);
-  if (found) { *same_node = 1; return AE_OK; }
+  if (found) {
+    *same_node = 1;
+    if (truncated) *truncated = trunc;
+    return AE_OK;
+  }
   st = s->q[Q_LOOKUP_CONTENT];
   sqlite3_bind_blob(st, 1, fp, 16, SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, h, 16, SQLITE_STATIC);
   rc = sqlite3_step(st);
   found = rc == SQLITE_ROW && copy_vec(st, 0, out, dim) == AE_OK;
+  if (found) trunc = sqlite3_column_int(st, 1);
   sqlite3_reset(st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return ae__store_dberr(s, "lookup");
   *same_node = 0;
+  if (truncated) *truncated = found ? trunc : -1;
   return found ? AE_OK : AE_EMISS;
 }
 
@@ -288,7 +323,7 @@ int ae_store_begin(ae_store *s) {
 }
 
 int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
-                 const uint8_t fp[16], const float *vec, int dim) {
+                 const uint8_t fp[16], const float *vec, int dim, int truncated) {
   if (!s->in_tx) return ae__error(AE_ESTATE, "%s: ae_store_put outside a batch", s->path);
   sqlite3_stmt *st = s->q[Q_PUT_ANN];
   sqlite3_bind_text(st, 1, a->node_id, -1, SQLITE_STATIC);
@@ -315,6 +350,7 @@ int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
   sqlite3_bind_blob(st, 3, h, 16, SQLITE_STATIC);
   sqlite3_bind_int(st, 4, dim);
   sqlite3_bind_blob(st, 5, vec, dim * (int)sizeof(float), SQLITE_STATIC);
+  sqlite3_bind_int(st, 6, truncated < 0 ? -1 : truncated > 0);
   rc = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);

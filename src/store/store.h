@@ -24,6 +24,7 @@ struct ae_store {
   sqlite3 *db;
   char *path;
   int read_only;
+  int v1;               /* a schema-1 file opened read-only (no truncated column) */
   int in_tx;
   long tx_changes;
   sqlite3_stmt *q[8];

@@ -101,16 +101,23 @@ static void test_paths(void) {
   CHECK_OK(ae_generator_embed(g, items, n, r));
   check_results("cold", r, ref, dim, 0);
   size_t trunc = 0;
-  for (size_t i = 0; i < n; i++) trunc += r[i].truncated;
+  char *was_trunc = calloc(n, 1);
+  REQUIRE(was_trunc);
+  for (size_t i = 0; i < n; i++) { trunc += r[i].truncated; was_trunc[i] = (char)r[i].truncated; }
   CHECK(trunc > 0);                 /* max length 64: many CPython texts are longer */
   ae_embed_results_free(r, n);
   CHECK_OK(ae_generator_embed(g, items, n, r));
   check_results("memory cache", r, ref, dim, 1);
+  /* a hit reports the same truncated flag as the run that embedded it */
+  size_t flag_diff = 0;
+  for (size_t i = 0; i < n; i++) flag_diff += r[i].truncated != was_trunc[i];
+  CHECKF(flag_diff == 0, "memory-cache hits: %zu truncated flags differ from the cold run", flag_diff);
+  free(was_trunc);
   ae_embed_results_free(r, n);
   ae_performance_metrics m;
   CHECK_OK(ae_generator_metrics(g, &m));
   CHECK(m.overall.items_processed == 2 * n && m.overall.embedded == n && m.cache.memory_hits == n &&
-        m.overall.truncated == trunc && m.overall.failed == 0 && m.cache.lookups == 2 * n);
+        m.overall.truncated == 2 * trunc && m.overall.failed == 0 && m.cache.lookups == 2 * n);
   CHECK(fabs(m.cache.hit_ratio - 0.5) < 1e-9 && m.overall.batches > 0);
   char *js = ae_generator_metrics_json(g);
   json_t *root = js ? json_loads(js, 0, NULL) : NULL;
@@ -193,7 +200,10 @@ static void test_store_tiers(void) {
   ae_generator *g = make_gen(&c, st);
   REQUIRE(g);
   ae_embed_result *r = calloc(n, sizeof *r);
+  char *was_trunc = calloc(n, 1);
+  REQUIRE(was_trunc);
   CHECK_OK(ae_generator_embed(g, items, n, r));
+  for (size_t i = 0; i < n; i++) was_trunc[i] = (char)r[i].truncated;
   ae_embed_results_free(r, n);
   ae_generator_free(g);
   ae_store_stats ss;
@@ -204,8 +214,14 @@ static void test_store_tiers(void) {
   REQUIRE(g);
   CHECK_OK(ae_generator_embed(g, items, n, r));
   size_t from_store = 0;
-  for (size_t i = 0; i < n; i++) from_store += r[i].from_cache == 2 && r[i].status == AE_OK;
+  size_t flag_diff = 0;
+  for (size_t i = 0; i < n; i++) {
+    from_store += r[i].from_cache == 2 && r[i].status == AE_OK;
+    flag_diff += r[i].truncated != was_trunc[i];
+  }
   CHECK(from_store == n);
+  CHECKF(flag_diff == 0, "store hits: %zu truncated flags differ from the run that embedded them", flag_diff);
+  free(was_trunc);
   ae_embed_results_free(r, n);
   ae_generator_free(g);
   /* 10% edited: exactly those embedded, the rest hits */

@@ -39,7 +39,7 @@ static int put_text(ae_store *s, const ae_annotation *a, const char *text) {
   float v[DIM];
   ae_text_hash(text, strlen(text), h);
   vec_for(text, v);
-  return ae_store_put(s, a, h, FP, v, DIM);
+  return ae_store_put(s, a, h, FP, v, DIM, 0);
 }
 
 static void test_basic(void) {
@@ -59,30 +59,30 @@ static void test_basic(void) {
   float got[DIM], want[DIM]; int same; uint8_t h[16];
   ae_text_hash(text[1], strlen(text[1]), h);
   vec_for(text[1], want);
-  CHECK(ae_store_lookup(s, FP, id[1], h, got, DIM, &same) == AE_OK && same == 1 && !memcmp(got, want, sizeof got));
+  CHECK(ae_store_lookup(s, FP, id[1], h, got, DIM, &same, NULL) == AE_OK && same == 1 && !memcmp(got, want, sizeof got));
   /* same text under another node: content hit */
-  CHECK(ae_store_lookup(s, FP, "other-node", h, got, DIM, &same) == AE_OK && same == 0 && !memcmp(got, want, sizeof got));
+  CHECK(ae_store_lookup(s, FP, "other-node", h, got, DIM, &same, NULL) == AE_OK && same == 0 && !memcmp(got, want, sizeof got));
   /* another model: miss */
   uint8_t fp2[16] = {9};
-  CHECK(ae_store_lookup(s, fp2, id[1], h, got, DIM, &same) == AE_EMISS);
+  CHECK(ae_store_lookup(s, fp2, id[1], h, got, DIM, &same, NULL) == AE_EMISS);
   /* text edited: old hash no longer current */
   make_item(1, 1, &a[1], id[1], file[1], text[1]);
   CHECK_OK(ae_store_begin(s));
   CHECK_OK(put_text(s, &a[1], text[1]));
   CHECK_OK(ae_store_commit(s));
-  CHECK(ae_store_lookup(s, FP, id[1], h, got, DIM, &same) == AE_EMISS);
+  CHECK(ae_store_lookup(s, FP, id[1], h, got, DIM, &same, NULL) == AE_EMISS);
   ae_store_stats st;
   CHECK_OK(ae_store_stats_get(s, FP, &st));
   CHECK(st.annotations == 3 && st.vectors == 3 && st.current_vectors == 3 && st.models == 1);
   uint64_t gen = st.generation;
   /* unchanged rewrite changes nothing: generation stays */
   CHECK_OK(ae_store_begin(s));
-  CHECK_OK(ae_store_put(s, &a[0], (ae_text_hash(text[0], strlen(text[0]), h), h), FP, NULL, DIM));
+  CHECK_OK(ae_store_put(s, &a[0], (ae_text_hash(text[0], strlen(text[0]), h), h), FP, NULL, DIM, 0));
   CHECK_OK(ae_store_commit(s));
   CHECK_OK(ae_store_stats_get(s, FP, &st));
   CHECK(st.generation == gen);
   /* put outside a batch is refused */
-  CHECK(ae_store_put(s, &a[0], h, FP, NULL, DIM) == AE_ESTATE);
+  CHECK(ae_store_put(s, &a[0], h, FP, NULL, DIM, 0) == AE_ESTATE);
   /* rollback discards */
   ae_annotation extra; char eid[64], efile[64], etext[128];
   make_item(100, 0, &extra, eid, efile, etext);
@@ -98,6 +98,108 @@ static void test_basic(void) {
   CHECK(st.annotations == 3 && st.current_vectors == 3);
   ae_store_close(s);
   CHECK(ae_store_open("/nonexistent-dir/x.db", 1, &s) == AE_ENOTFOUND);
+}
+
+/* The truncated flag travels with the vector: 1 and 0 as written, by node and by
+ * content, and a rewrite of the vector replaces it. */
+static void test_truncated_flag(void) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/trunc.db", dir);
+  ae_store *s;
+  CHECK_OK(ae_store_open(path, 0, &s));
+  ae_annotation a[2]; char id[2][64], file[2][64], text[2][128];
+  uint8_t h[2][16];
+  float v[DIM];
+  CHECK_OK(ae_store_begin(s));
+  for (int i = 0; i < 2; i++) {
+    make_item(i, 0, &a[i], id[i], file[i], text[i]);
+    ae_text_hash(text[i], strlen(text[i]), h[i]);
+    vec_for(text[i], v);
+    CHECK_OK(ae_store_put(s, &a[i], h[i], FP, v, DIM, i == 1));
+  }
+  CHECK_OK(ae_store_commit(s));
+  int same = -5, tr = -5;
+  CHECK(ae_store_lookup(s, FP, id[0], h[0], v, DIM, &same, &tr) == AE_OK && same == 1 && tr == 0);
+  CHECK(ae_store_lookup(s, FP, id[1], h[1], v, DIM, &same, &tr) == AE_OK && same == 1 && tr == 1);
+  CHECK(ae_store_lookup(s, FP, "elsewhere", h[1], v, DIM, &same, &tr) == AE_OK && same == 0 && tr == 1);
+  CHECK(ae_store_lookup(s, FP, "elsewhere", (uint8_t[16]){7}, v, DIM, &same, &tr) == AE_EMISS && tr == -1);
+  CHECK_OK(ae_store_begin(s));
+  vec_for(text[1], v);
+  CHECK_OK(ae_store_put(s, &a[1], h[1], FP, v, DIM, 0));
+  CHECK_OK(ae_store_commit(s));
+  CHECK(ae_store_lookup(s, FP, id[1], h[1], v, DIM, &same, &tr) == AE_OK && tr == 0);
+  ae_store_close(s);
+}
+
+/* A schema-1 file (before the truncated column): read as is when opened read-only
+ * (every flag unknown), upgraded in place when opened for writing, vectors kept. */
+static void test_schema_v1(void) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/v1.db", dir);
+  sqlite3 *db;
+  REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+  ae_annotation a; char id[64], file[64], text[128];
+  make_item(3, 0, &a, id, file, text);
+  uint8_t h[16];
+  float want[DIM], got[DIM];
+  ae_text_hash(text, strlen(text), h);
+  vec_for(text, want);
+  CHECK(sqlite3_exec(db,
+    "PRAGMA journal_mode=WAL;"
+    "CREATE TABLE annotations (node_id TEXT PRIMARY KEY, file_path TEXT NOT NULL DEFAULT '',"
+    " start_line INTEGER NOT NULL DEFAULT 0, end_line INTEGER NOT NULL DEFAULT 0,"
+    " node_type TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '',"
+    " signature TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '',"
+    " snippet TEXT NOT NULL DEFAULT '', text_hash BLOB NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX annotations_file ON annotations(file_path);"
+    "CREATE TABLE models (fingerprint BLOB PRIMARY KEY, name TEXT NOT NULL DEFAULT '',"
+    " dir TEXT NOT NULL DEFAULT '', dim INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    " last_used_at INTEGER NOT NULL);"
+    "CREATE TABLE vectors (id INTEGER PRIMARY KEY, node_id TEXT NOT NULL, fingerprint BLOB NOT NULL,"
+    " text_hash BLOB NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL, UNIQUE(node_id, fingerprint));"
+    "CREATE INDEX vectors_content ON vectors(fingerprint, text_hash);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT INTO meta VALUES ('generation', '1');"
+    "PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_stmt *st;
+  REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO annotations VALUES (?1, ?2, 3, 4, 'function', 'python', ?3, '', '', ?4, 0)",
+                             -1, &st, NULL) == SQLITE_OK);
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, file, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 4, h, 16, SQLITE_STATIC);
+  CHECK(sqlite3_step(st) == SQLITE_DONE);
+  sqlite3_finalize(st);
+  REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO vectors (node_id, fingerprint, text_hash, dim, vec) VALUES (?1, ?2, ?3, ?4, ?5)",
+                             -1, &st, NULL) == SQLITE_OK);
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, FP, 16, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 3, h, 16, SQLITE_STATIC);
+  sqlite3_bind_int(st, 4, DIM);
+  sqlite3_bind_blob(st, 5, want, sizeof want, SQLITE_STATIC);
+  CHECK(sqlite3_step(st) == SQLITE_DONE);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  ae_store *s;
+  int same = -5, tr = -5;
+  CHECK_OK(ae_store_open(path, 1, &s));
+  CHECK(ae_store_lookup(s, FP, id, h, got, DIM, &same, &tr) == AE_OK && same == 1 && tr == -1 &&
+        !memcmp(got, want, sizeof got));
+  ae_store_close(s);
+  CHECK_OK(ae_store_open(path, 0, &s));
+  CHECK(ae_store_lookup(s, FP, id, h, got, DIM, &same, &tr) == AE_OK && same == 1 && tr == -1 &&
+        !memcmp(got, want, sizeof got));
+  CHECK_OK(ae_store_begin(s));
+  CHECK_OK(ae_store_put(s, &a, h, FP, want, DIM, 1));
+  CHECK_OK(ae_store_commit(s));
+  CHECK(ae_store_lookup(s, FP, id, h, got, DIM, &same, &tr) == AE_OK && tr == 1);
+  ae_store_close(s);
+  REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+  REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
 }
 
 static void test_prune(void) {
@@ -248,7 +350,7 @@ static int count_missing(ae_store *s, int version_every) {
     make_item(i, i % version_every == 0, &a, id, file, text);
     uint8_t h[16]; float v[DIM]; int same;
     ae_text_hash(text, strlen(text), h);
-    if (!(ae_store_lookup(s, FP, id, h, v, DIM, &same) == AE_OK && same)) missing++;
+    if (!(ae_store_lookup(s, FP, id, h, v, DIM, &same, NULL) == AE_OK && same)) missing++;
   }
   return missing;
 }
@@ -268,7 +370,7 @@ static int run_once(const char *path, int version_every, int notify_fd) {
     make_item(i, i % version_every == 0, &a, id, file, text);
     uint8_t h[16]; float v[DIM]; int same;
     ae_text_hash(text, strlen(text), h);
-    if (ae_store_lookup(s, FP, id, h, v, DIM, &same) == AE_OK && same) continue;
+    if (ae_store_lookup(s, FP, id, h, v, DIM, &same, NULL) == AE_OK && same) continue;
     if (!in_batch && ae_store_begin(s)) return -1;
     in_batch++;
     if (put_text(s, &a, text)) return -1;
@@ -361,7 +463,7 @@ static void test_sigkill(void) {
     make_item(i, i % version_every == 0, &a, id, file, text);
     uint8_t h[16]; float v[DIM]; int same;
     ae_text_hash(text, strlen(text), h);
-    if (!(ae_store_lookup(s, FP, id, h, v, DIM, &same) == AE_OK && same)) missing++;
+    if (!(ae_store_lookup(s, FP, id, h, v, DIM, &same, NULL) == AE_OK && same)) missing++;
   }
   ae_store_close(s);
   double t0 = (double)clock() / CLOCKS_PER_SEC;
@@ -376,6 +478,8 @@ int main(void) {
   strcpy(dir, "/tmp/ae_store_XXXXXX");
   REQUIRE(mkdtemp(dir));
   test_basic();
+  test_truncated_flag();
+  test_schema_v1();
   test_prune();
   test_search();
   test_foreign();
