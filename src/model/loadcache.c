@@ -84,7 +84,10 @@ int ae__lc_write(const char *cache_dir, const char *name, const void *data, size
   size_t tlen = path ? strlen(path) + 32 : 0;
   char *tmp = path ? ae__malloc(tlen) : NULL;
   if (!tmp) { ae__free(path); return AE_ENOMEM; }
-  snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+  /* pid + a per-process sequence: two threads writing the same entry never share a
+   * temporary file */
+  static _Atomic unsigned seq;
+  snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), seq++);
   int rc = AE_OK;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0 && errno == ENOENT && mkdir_p(cache_dir) == AE_OK)
