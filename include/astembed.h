@@ -79,6 +79,14 @@ typedef struct ae_tokenizer ae_tokenizer;
  * other normalisers or pre-tokenizers) fail with AE_EUNSUPPORTED naming the file;
  * malformed files with AE_EFORMAT naming the file and the member. */
 int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
+/* The same, through a load cache: the loaded tokenizer is also written, compiled, to
+ * cache_dir (created when missing) under a name derived from the XXH3-128 of every
+ * file the loader reads, and a later load of the same bytes rebuilds it from there
+ * with a few copies instead of parsing JSON (~0.5 ms instead of ~18 ms for MiniLM).
+ * The compiled file is validated as untrusted input; a missing, stale or corrupt one
+ * and an unwritable cache_dir fall back to parsing silently. cache_dir NULL or "" =
+ * ae_tokenizer_load. Gives the same tokenizer either way. */
+int ae_tokenizer_load_cached(const char *model_dir, const char *cache_dir, ae_tokenizer **out);
 void ae_tokenizer_free(ae_tokenizer *tok);
 
 /* Tokenizes UTF-8 text exactly as Hugging Face's tokenizers library does (invalid
@@ -116,6 +124,14 @@ typedef struct {
                        * ~100 ms for MiniLM). AE_PREPACK_OFF: the GEMMs read the weights in
                        * place as loaded (no copy, no reorder): for one or a few short texts.
                        * Vectors agree within 1e-6 either way. */
+  const char *cache_dir; /* NULL (default) = no load cache. Else a folder (created when
+                       * missing) for derived files that make the next load of the same
+                       * folder cheap: the compiled tokenizer (ae_tokenizer_load_cached)
+                       * and, keyed by model.safetensors' identity (device, inode, size,
+                       * mtime, ctime: any write changes it), the weights' XXH3-128 and
+                       * the result of the NaN/Inf scan, so neither reads the 90 MB
+                       * again. Same encoder, fingerprint and vectors either way; an
+                       * unusable cache is ignored. */
 } ae_encoder_options;
 
 enum { AE_PREPACK_AUTO = 0, AE_PREPACK_ON = 1, AE_PREPACK_OFF = -1 };

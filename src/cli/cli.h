@@ -18,4 +18,10 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* Default model folder: $ASTEMBED_MODEL, else NULL. */
 const char *cli_default_model(void);
+
+/* Load-cache folder for ae_encoder_options.cache_dir (defined in cmd_query.c):
+ * $ASTEMBED_CACHE_DIR, else $XDG_CACHE_HOME/astembed, else ~/.cache/astembed; NULL
+ * when ASTEMBED_CACHE_DIR is "off" (or "0", "none") or no home is known. The string
+ * lives until the next call. */
+const char *cli_load_cache_dir(void);
 #endif

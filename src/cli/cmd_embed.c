@@ -193,7 +193,7 @@ static uint64_t peak_rss(void) {
 static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n) {
   /* a dry run only tokenizes: no need to reorder the weights */
   ae_encoder_options eo = {.threads = cfg->model.threads, .max_length = cfg->model.max_length,
-                           .prepack = AE_PREPACK_OFF};
+                           .prepack = AE_PREPACK_OFF, .cache_dir = cli_load_cache_dir()};
   ae_encoder *enc;
   int rc = ae_encoder_load(cfg->model.path, &eo, &enc);
   if (rc) return cli_fail("loading the model", rc);

@@ -27,7 +27,27 @@ static void usage(FILE *f) {
     "  --format F         plain (default), json or markdown\n"
     "  --lines N          snippet lines shown per result (default 3)\n"
     "  --threads N        encoder threads (default 1: one short text)\n"
-    "  --timing           print the time of each step to stderr\n");
+    "  --timing           print the time of each step to stderr\n"
+    "  --no-load-cache    parse the model folder from scratch (default: a compiled\n"
+    "                     tokenizer and the weights' checksum are kept in\n"
+    "                     $ASTEMBED_CACHE_DIR, else $XDG_CACHE_HOME/astembed, else\n"
+    "                     ~/.cache/astembed; ASTEMBED_CACHE_DIR=off disables it)\n");
+}
+
+const char *cli_load_cache_dir(void) {
+  static char buf[4096];
+  const char *env = getenv("ASTEMBED_CACHE_DIR");
+  if (env && *env) {
+    if (!strcmp(env, "off") || !strcmp(env, "0") || !strcmp(env, "none")) return NULL;
+    snprintf(buf, sizeof buf, "%s", env);
+    return buf;
+  }
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  /* the XDG spec: a relative XDG_CACHE_HOME is invalid and ignored */
+  if (xdg && xdg[0] == '/') snprintf(buf, sizeof buf, "%s/astembed", xdg);
+  else if (home && *home) snprintf(buf, sizeof buf, "%s/.cache/astembed", home);
+  else return NULL;
+  return buf;
 }
 
 enum { FMT_PLAIN, FMT_JSON, FMT_MD };
@@ -36,7 +56,7 @@ typedef struct {
   const char *text, *db, *model;
   long top, lines;
   double min_score;
-  int format, threads, timing;
+  int format, threads, timing, no_load_cache;
 } qopts;
 
 static int num(const char *flag, const char *s, double lo, double hi, double *out) {
@@ -63,6 +83,7 @@ static int parse(int argc, char **argv, qopts *o) {
     double v;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
     if (!strcmp(a, "--timing")) { o->timing = 1; continue; }
+    if (!strcmp(a, "--no-load-cache")) { o->no_load_cache = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (o->text) { fprintf(stderr, "astembed query: more than one query text (quote it)\n"); return CLI_USAGE; }
       o->text = a;
@@ -172,7 +193,8 @@ int cmd_query(int argc, char **argv) {
     fprintf(stderr, "astembed query: %s records no model and no --model or ASTEMBED_MODEL was given\n", o.db);
     return CLI_USAGE;
   }
-  ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF}; /* one short text */
+  ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF, /* one short text */
+                           .cache_dir = o.no_load_cache ? NULL : cli_load_cache_dir()};
   ae_encoder *enc = NULL;
   if ((rc = ae_encoder_load(model, &eo, &enc))) {
     ae_free(recorded);

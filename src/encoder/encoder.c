@@ -14,7 +14,7 @@
  *   pooled per sequence (mean / cls / max / mean_sqrt_len), L2-normalised if asked.
  *
  * The GEMM row count is T rounded up to 16 (so a few primitives serve all batch
- * shapes); the pad rows hold token 0 at position 0, stay finite and are never read
+ * shapes; 4 in plain mode, see forward_chunk); the pad rows hold token 0 at position 0, stay finite and are never read
  * back. A call with more tokens than chunk_tokens is split into chunks of whole
  * sequences, which bounds the activation memory (about 17 floats * H per token plus
  * one [ffn_rows, I] block) whatever the batch. */
@@ -221,7 +221,7 @@ void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]) {
   memcpy(out, enc->fingerprint, 16);
 }
 
-/* Grows the activation buffers to hold rows (a multiple of 16) and seqs sequences. */
+/* Grows the activation buffers to hold rows (a multiple of 4) and seqs sequences. */
 static int ensure_buffers(ae_encoder *enc, size_t rows, size_t seqs) {
   const size_t H = enc->model->cfg.hidden, I = enc->model->cfg.intermediate;
   if (seqs > enc->cap_seqs) {
@@ -282,7 +282,10 @@ static int forward_chunk(ae_encoder *enc, const int32_t *const *ids, const size_
   const int H = m->cfg.hidden;
   size_t T = 0;
   for (size_t i = 0; i < n; i++) T += lens[i];
-  const size_t Mp = ROUND16(T);
+  /* Plain mode is for one or a few short texts (a query): there the padding would be
+   * most of the work (7 tokens -> 16 rows), and the few shapes seen by such a process
+   * each need a primitive anyway, so rows are only rounded to 4. */
+  const size_t Mp = enc->plain ? ((T + 3) & ~(size_t)3) : ROUND16(T);
   int rc = ensure_buffers(enc, Mp, n);
   if (rc) return rc;
   size_t t = 0;

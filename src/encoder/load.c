@@ -8,9 +8,10 @@ int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_en
   *out = NULL;
   ae__bert_model *m = NULL;
   ae_tokenizer *tok = NULL;
-  int rc = ae__bert_load(model_dir, opts ? opts->max_length : 0, &m);
+  const char *cache_dir = opts ? opts->cache_dir : NULL;
+  int rc = ae__bert_load_ex(model_dir, opts ? opts->max_length : 0, cache_dir, &m);
   if (rc) return rc;
-  if ((rc = ae_tokenizer_load(model_dir, &tok))) { ae__bert_free(m); return rc; }
+  if ((rc = ae_tokenizer_load_cached(model_dir, cache_dir, &tok))) { ae__bert_free(m); return rc; }
   if (ae_tokenizer_vocab_size(tok) > (size_t)m->cfg.vocab) {
     rc = ae__error(AE_EMISMATCH, "%s: the tokenizer has %zu tokens, the model's vocab_size "
                    "is %d", model_dir, ae_tokenizer_vocab_size(tok), m->cfg.vocab);

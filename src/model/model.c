@@ -10,13 +10,16 @@
 #define XXH_STATIC_LINKING_ONLY
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "model/loadcache.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 #ifdef __F16C__
@@ -156,7 +159,7 @@ static int check_finite(const float *v, size_t n, const char *path, const char *
                    name, i, (b[i] & 0x7fffff) ? "NaN" : "infinite");
 }
 
-static int bind_weights(ae__bert_model *m, const ae__st_file *st, const char *path) {
+static int bind_weights(ae__bert_model *m, const ae__st_file *st, const char *path, int scan) {
   size_t cap = 5 + 16 * (size_t)m->cfg.layers, n;
   want *w = ae__calloc(cap, sizeof *w);
   m->layer = ae__calloc((size_t)m->cfg.layers, sizeof *m->layer);
@@ -186,7 +189,7 @@ static int bind_weights(ae__bert_model *m, const ae__st_file *st, const char *pa
     }
     *w[i].slot = vals;
     m->n_params += (int64_t)cnt;
-    rc = check_finite(vals, cnt, path, prefix, w[i].name);
+    if (scan) rc = check_finite(vals, cnt, path, prefix, w[i].name);
   }
   ae__free(w);
   return rc;
@@ -194,7 +197,7 @@ static int bind_weights(ae__bert_model *m, const ae__st_file *st, const char *pa
 
 /* Maps the weights file read-only. Mapping (not reading) keeps F32 weights in the
  * page cache, shared between processes, and costs no copy. */
-static int map_weights(ae__bert_model *m, const char *path) {
+static int map_weights(ae__bert_model *m, const char *path, struct stat *id) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) {
@@ -216,7 +219,7 @@ static int map_weights(ae__bert_model *m, const char *path) {
   else {
     void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) rc = ae__error(AE_EIO, "%s: mmap: %s", path, strerror(errno));
-    else { m->map = p; m->map_len = (size_t)sb.st_size; }
+    else { m->map = p; m->map_len = (size_t)sb.st_size; *id = sb; }
   }
   close(fd);
   return rc;
@@ -246,13 +249,17 @@ static int hash_file(XXH3_state_t *s, const char *dir, const char *name) {
  * which pins every tensor's name, dtype, shape and offset, and the weight bytes:
  * fine-tuned or random weights share a header), the tokenizer, the truncation
  * length, pooling, normalisation and the weights' precision. XXH3 runs at tens of
- * GB/s, so hashing the 90 MB of MiniLM costs a few milliseconds per load. */
-static int fingerprint(ae__bert_model *m, const char *cfg, size_t cfg_len, const ae__st_file *st) {
+ * GB/s, so hashing the 90 MB of MiniLM costs a few milliseconds per load (none on a
+ * load-cache hit, see below). */
+static int fingerprint(ae__bert_model *m, const char *cfg, size_t cfg_len, const ae__st_file *st,
+                       const uint8_t weights_digest[16]) {
   XXH3_state_t s;
   XXH3_128bits_reset(&s);
   hash_chunk(&s, "config.json", cfg, cfg_len);
   hash_chunk(&s, "safetensors-header", st->header, st->header_len);
-  hash_chunk(&s, "safetensors-file", m->map, m->map_len);
+  /* the file's bytes enter through their own XXH3-128 digest, which the load cache
+   * can remember, instead of being streamed into this state */
+  hash_chunk(&s, "safetensors-file-xxh3-128", weights_digest, 16);
   char *tj = ae__path_join(m->dir, "tokenizer.json");
   if (!tj) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
   int has_tj = ae__file_exists(tj), rc;
@@ -282,23 +289,136 @@ static int load_config(ae__bert_model *m, char **text, size_t *len) {
   return rc;
 }
 
-static int load_parts(ae__bert_model *m, int max_length_override, char **cfg_text, ae__st_file *st) {
+/* ---- the weights entry of the load cache ---------------------------------------
+ *
+ * Two passes read all 90 MB of weights on every load: the digest for the fingerprint
+ * and the NaN/Inf scan. Both depend only on the file's bytes (and, for the scan, on
+ * which tensors the config binds), so the cache remembers them per file, keyed by
+ * the file's identity as git's index keys its stat data: device, inode, size, mtime
+ * and ctime. Any write or replacement changes ctime (the kernel sets it; a user
+ * cannot set it back), a rename gives another inode.
+ *
+ * The race git calls "racily clean": a write landing in the same timestamp tick as
+ * the one the entry recorded would leave ctime unchanged. So an entry is written only
+ * when the file's mtime and ctime are strictly older than a coarse-clock reading
+ * taken before the file was opened: any later write then stamps a newer time. A file
+ * written just before a load is simply cached by the next load. Only files that
+ * passed the scan get an entry; a NaN file is scanned (and refused) every time. */
+
+#define WCACHE_MAGIC "AEWGT\0\0\1"
+
+typedef struct {
+  char magic[8];
+  uint64_t dev, ino, size;
+  int64_t mtime_s, mtime_ns, ctime_s, ctime_ns;
+  uint64_t config_hash;   /* XXH3-64 of config.json: which tensors were scanned */
+  uint8_t digest[16];     /* XXH3-128 of the whole file, canonical bytes */
+  uint64_t sum;           /* XXH3-64 of everything above */
+} wcache_entry;
+_Static_assert(sizeof(wcache_entry) == 96, "wcache_entry has no padding");
+
+static void wcache_fill(wcache_entry *e, const struct stat *sb, uint64_t config_hash) {
+  memset(e, 0, sizeof *e);
+  memcpy(e->magic, WCACHE_MAGIC, 8);
+  e->dev = (uint64_t)sb->st_dev;
+  e->ino = (uint64_t)sb->st_ino;
+  e->size = (uint64_t)sb->st_size;
+  e->mtime_s = (int64_t)sb->st_mtim.tv_sec;
+  e->mtime_ns = (int64_t)sb->st_mtim.tv_nsec;
+  e->ctime_s = (int64_t)sb->st_ctim.tv_sec;
+  e->ctime_ns = (int64_t)sb->st_ctim.tv_nsec;
+  e->config_hash = config_hash;
+}
+
+/* One entry per file identity (device, inode): a changed file overwrites its entry. */
+static void wcache_name(const struct stat *sb, char name[64]) {
+  uint64_t k[2] = {(uint64_t)sb->st_dev, (uint64_t)sb->st_ino};
+  XXH64_canonical_t c;
+  XXH64_canonicalFromHash(&c, XXH3_64bits(k, sizeof k));
+  char hex[17];
+  ae__lc_hex(c.digest, 8, hex);
+  snprintf(name, 64, "weights-%s.aew", hex);
+}
+
+static int wcache_lookup(const char *cache_dir, const struct stat *sb, uint64_t config_hash,
+                         uint8_t digest[16]) {
+  char name[64];
+  wcache_name(sb, name);
+  uint8_t *data;
+  size_t len;
+  if (ae__lc_read(cache_dir, name, sizeof(wcache_entry), &data, &len)) return 0;
+  wcache_entry got, want;
+  int hit = len == sizeof got;
+  if (hit) memcpy(&got, data, sizeof got);
+  ae__free(data);
+  wcache_fill(&want, sb, config_hash);
+  hit = hit && !memcmp(&got, &want, offsetof(wcache_entry, digest)) &&
+        got.sum == XXH3_64bits(&got, offsetof(wcache_entry, sum));
+  if (hit) memcpy(digest, got.digest, 16);
+  return hit;
+}
+
+static int older(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void wcache_store(const char *cache_dir, const struct stat *sb, uint64_t config_hash,
+                         const uint8_t digest[16], const struct timespec *opened) {
+  if (!older(&sb->st_mtim, opened) || !older(&sb->st_ctim, opened)) return; /* racy */
+  wcache_entry e;
+  wcache_fill(&e, sb, config_hash);
+  memcpy(e.digest, digest, 16);
+  e.sum = XXH3_64bits(&e, offsetof(wcache_entry, sum));
+  char name[64];
+  wcache_name(sb, name);
+  ae__lc_write(cache_dir, name, &e, sizeof e);
+}
+
+static void digest_of(const void *p, size_t n, uint8_t out[16]) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits(p, n));
+  memcpy(out, c.digest, 16);
+}
+
+static int load_parts(ae__bert_model *m, int max_length_override, const char *cache_dir,
+                      char **cfg_text, ae__st_file *st) {
   size_t cfg_len = 0;
   int rc = load_config(m, cfg_text, &cfg_len);
   if (rc) return rc;
   char *path = ae__path_join(m->dir, "model.safetensors");
   if (!path) return ae__error(AE_ENOMEM, "%s: out of memory", m->dir);
-  if ((rc = map_weights(m, path)) == AE_OK &&
-      (rc = ae__safetensors_parse(m->map, m->map_len, path, st)) == AE_OK &&
-      (rc = bind_weights(m, st, path)) == AE_OK &&
+  /* the kernel stamps files from the coarse realtime clock */
+  struct timespec opened;
+  clock_gettime(CLOCK_REALTIME_COARSE, &opened);
+  struct stat id;
+  memset(&id, 0, sizeof id);
+  uint8_t digest[16];
+  uint64_t config_hash = XXH3_64bits(*cfg_text, cfg_len);
+  int hit = 0;
+  if ((rc = map_weights(m, path, &id)) == AE_OK &&
+      (rc = ae__safetensors_parse(m->map, m->map_len, path, st)) == AE_OK) {
+    hit = cache_dir && *cache_dir && wcache_lookup(cache_dir, &id, config_hash, digest);
+    rc = bind_weights(m, st, path, !hit);
+  }
+  if (rc == AE_OK &&
       (rc = ae__st_modules_load(m->dir, m->cfg.hidden, &m->pooling, &m->normalize)) == AE_OK &&
-      (rc = ae__max_length_load(m->dir, m->cfg.max_positions, max_length_override, &m->max_length)) == AE_OK)
-    rc = fingerprint(m, *cfg_text, cfg_len, st);
+      (rc = ae__max_length_load(m->dir, m->cfg.max_positions, max_length_override, &m->max_length)) == AE_OK) {
+    if (!hit) digest_of(m->map, m->map_len, digest);
+    rc = fingerprint(m, *cfg_text, cfg_len, st, digest);
+  }
+  if (rc == AE_OK && !hit && cache_dir && *cache_dir)
+    wcache_store(cache_dir, &id, config_hash, digest, &opened);
+  m->weights_cached = hit;
   ae__free(path);
   return rc;
 }
 
 int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out) {
+  return ae__bert_load_ex(dir, max_length_override, NULL, out);
+}
+
+int ae__bert_load_ex(const char *dir, int max_length_override, const char *cache_dir,
+                     ae__bert_model **out) {
   *out = NULL;
   if (!dir || !*dir) return ae__error(AE_EINVAL, "model folder: empty path");
   ae__bert_model *m = ae__calloc(1, sizeof *m);
@@ -306,7 +426,7 @@ int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out
   char *cfg_text = NULL;
   ae__st_file st;
   memset(&st, 0, sizeof st);
-  int rc = (m->dir = ae__strdup(dir)) ? load_parts(m, max_length_override, &cfg_text, &st)
+  int rc = (m->dir = ae__strdup(dir)) ? load_parts(m, max_length_override, cache_dir, &cfg_text, &st)
                                       : ae__error(AE_ENOMEM, "%s: out of memory", dir);
   ae__st_file_free(&st);
   ae__free(cfg_text);

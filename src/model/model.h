@@ -45,6 +45,8 @@ typedef struct {
   /* added by the loader (informational) */
   int64_t n_params;       /* parameters of the tensors above (no pooler, no position_ids) */
   int bert_prefix;        /* 1 when the file's names carry the "bert." prefix */
+  int weights_cached;     /* 1 when the load cache supplied the weights' digest and
+                             finite check (neither pass read the weights) */
 } ae__bert_model;
 
 /* Loads and validates a model folder. max_length_override 0 = the folder's.
@@ -63,6 +65,10 @@ typedef struct {
  * The weights file stays mapped until ae__bert_free; it must not be truncated
  * meanwhile (SIGBUS), which is why init-random replaces files by rename. */
 int ae__bert_load(const char *dir, int max_length_override, ae__bert_model **out);
+/* The same with a load cache folder (NULL = none): see ae_encoder_options.cache_dir
+ * and the weights entry in model.c. */
+int ae__bert_load_ex(const char *dir, int max_length_override, const char *cache_dir,
+                     ae__bert_model **out);
 void ae__bert_free(ae__bert_model *m);
 
 /* ---- helpers shared with the CLI and tests --------------------------------- */

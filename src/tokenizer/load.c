@@ -5,6 +5,7 @@
  * normalisers or pre-tokenizers) is refused with an error naming the file and the
  * unsupported piece, never tokenized approximately. */
 #include "tokenizer/tokenizer.h"
+#include "model/loadcache.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -543,6 +544,76 @@ int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out) {
   if (rc) { ae_tokenizer_free(t); return rc; }
   *out = t;
   return AE_OK;
+}
+
+/* ---- the compiled-tokenizer cache -------------------------------------------- */
+
+/* Compiled files are a few MB for real vocabularies; anything far larger is not one. */
+#define COMPILED_MAX (256u << 20)
+
+static void compiled_name(const uint8_t key[16], char name[64]) {
+  char hex[33];
+  ae__lc_hex(key, 16, hex);
+  snprintf(name, 64, "tokenizer-%s.aetok", hex);
+}
+
+/* The compiled file for key, validated, as a ready tokenizer; NULL on any miss. */
+static ae_tokenizer *load_compiled(const char *model_dir, const char *cache_dir,
+                                   const uint8_t key[16]) {
+  char name[64];
+  compiled_name(key, name);
+  uint8_t *data;
+  size_t len;
+  if (ae__lc_read(cache_dir, name, COMPILED_MAX, &data, &len)) return NULL;
+  ae_tokenizer *t = ae__calloc(1, sizeof *t);
+  int rc = t ? ae__tok_compiled_decode(data, len, key, t) : AE_ENOMEM;
+  ae__free(data);
+  if (rc == AE_OK) {
+    char *tj = ae__path_join(model_dir, "tokenizer.json");
+    if (tj && !ae__file_exists(tj)) {
+      ae__free(tj);
+      tj = ae__path_join(model_dir, "vocab.txt");
+    }
+    t->source = tj;
+    rc = tj ? AE_OK : AE_ENOMEM;
+  }
+  if (rc == AE_OK && check_special_ids(t) != AE_OK) rc = AE_EFORMAT;
+  if (rc) { ae_tokenizer_free(t); return NULL; }
+  ae__tokenizer_build_tables(t);
+  return t;
+}
+
+/* Writes the compiled file, unless the folder changed while it was parsed (its key
+ * would then describe other bytes). Failures only mean nothing is cached. */
+static void store_compiled(const char *model_dir, const char *cache_dir, const uint8_t key[16],
+                           const ae_tokenizer *t) {
+  uint8_t again[16], *data;
+  size_t len;
+  if (ae__tok_cache_key(model_dir, again) || memcmp(again, key, 16)) return;
+  if (ae__tok_compiled_encode(t, key, &data, &len)) return;
+  char name[64];
+  compiled_name(key, name);
+  ae__lc_write(cache_dir, name, data, len);
+  ae__free(data);
+}
+
+int ae__tokenizer_load_ex(const char *model_dir, const char *cache_dir, ae_tokenizer **out,
+                          int *from_cache) {
+  if (from_cache) *from_cache = 0;
+  if (!cache_dir || !*cache_dir || !model_dir || !out) return ae_tokenizer_load(model_dir, out);
+  uint8_t key[16];
+  int keyed = ae__tok_cache_key(model_dir, key) == AE_OK;
+  if (keyed && (*out = load_compiled(model_dir, cache_dir, key))) {
+    if (from_cache) *from_cache = 1;
+    return AE_OK;
+  }
+  int rc = ae_tokenizer_load(model_dir, out);
+  if (rc == AE_OK && keyed) store_compiled(model_dir, cache_dir, key, *out);
+  return rc;
+}
+
+int ae_tokenizer_load_cached(const char *model_dir, const char *cache_dir, ae_tokenizer **out) {
+  return ae__tokenizer_load_ex(model_dir, cache_dir, out, NULL);
 }
 
 int ae__tokenizer_model_max_length(const ae_tokenizer *tok) {

@@ -116,4 +116,22 @@ int ae__tokenizer_normalize(const ae_tokenizer *tok, const char *text, size_t le
 /* Sets up the ASCII tables from the normaliser flags (load.c calls it). */
 void ae__tokenizer_build_tables(ae_tokenizer *tok);
 
+/* ---- the compiled tokenizer (compiled.c) ---- */
+
+/* XXH3-128 over the format version and the bytes of every file ae_tokenizer_load
+ * reads from model_dir (names and presence included). */
+int ae__tok_cache_key(const char *model_dir, uint8_t key[16]);
+/* Serialises a loaded tokenizer (allocated buffer, ae__free). */
+int ae__tok_compiled_encode(const ae_tokenizer *t, const uint8_t key[16], uint8_t **out,
+                            size_t *out_len);
+/* Rebuilds t (zeroed, as ae__calloc gives it) from a compiled file whose key must be
+ * key. Untrusted input: AE_EFORMAT / AE_EMISMATCH for anything that does not
+ * validate, AE_ENOMEM; t may then be half-built and is released with
+ * ae_tokenizer_free. Does not set source or the ASCII tables; records no error. */
+int ae__tok_compiled_decode(const uint8_t *data, size_t len, const uint8_t key[16],
+                            ae_tokenizer *t);
+/* ae_tokenizer_load_cached, reporting whether the compiled file was used. */
+int ae__tokenizer_load_ex(const char *model_dir, const char *cache_dir, ae_tokenizer **out,
+                          int *from_cache);
+
 #endif
