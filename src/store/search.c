@@ -274,12 +274,9 @@ static size_t top_k(const float *scores, size_t n, size_t k, float min_score, sc
   return len;
 }
 
-static int fill_hit(ae_store *s, int64_t id, ae_search_hit *h) {
-  sqlite3_stmt *st;
-  const char *sql = "SELECT a.node_id, a.file_path, a.node_type, a.signature, a.summary, a.snippet,"
-                    " a.start_line, a.end_line FROM vectors v JOIN annotations a ON a.node_id = v.node_id"
-                    " WHERE v.id = ?1";
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return ae__store_dberr(s, "reading hits");
+/* One prepared statement serves every hit of a search (reset between rows). */
+static int fill_hit(sqlite3_stmt *st, int64_t id, ae_search_hit *h) {
+  sqlite3_reset(st);
   sqlite3_bind_int64(st, 1, id);
   int rc = sqlite3_step(st) == SQLITE_ROW ? AE_OK : AE_ENOTFOUND;
   if (!rc) {
@@ -292,7 +289,6 @@ static int fill_hit(ae_store *s, int64_t id, ae_search_hit *h) {
     h->start_line = sqlite3_column_int(st, 6);
     h->end_line = sqlite3_column_int(st, 7);
   }
-  sqlite3_finalize(st);
   return rc;
 }
 
@@ -327,14 +323,22 @@ int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int d
   ae_search_hit *h = ae__calloc(got ? got : 1, sizeof *h);
   if (!h) { rc = ae__error(AE_ENOMEM, "out of memory"); goto out; }
   size_t kept = 0;
+  sqlite3_stmt *st = NULL;
+  const char *sql = "SELECT a.node_id, a.file_path, a.node_type, a.signature, a.summary, a.snippet,"
+                    " a.start_line, a.end_line FROM vectors v JOIN annotations a ON a.node_id = v.node_id"
+                    " WHERE v.id = ?1";
+  if (got && sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    rc = ae__store_dberr(s, "reading hits");
   for (size_t i = 0; i < got && !rc; i++) {
     h[kept].score = heap[i].score;
-    rc = fill_hit(s, m->ids[heap[i].row], &h[kept]);
+    rc = fill_hit(st, m->ids[heap[i].row], &h[kept]);
     if (rc == AE_ENOTFOUND) { rc = AE_OK; continue; } /* deleted by a writer meanwhile */
     if (!rc) kept++;
   }
+  sqlite3_finalize(st);
+  /* on failure the entry being filled may hold some strings: free it too */
+  if (rc) { ae_search_hits_free(h, kept < got ? kept + 1 : kept); goto out; }
   got = kept;
-  if (rc) { ae_search_hits_free(h, got); goto out; }
   *hits = h;
   *n_hits = got;
 out:
