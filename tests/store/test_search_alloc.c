@@ -33,7 +33,7 @@ int main(void) {
     for (int d = 0; d < DIM; d++) v[d] = (float)((i * 7 + d * 3) % 11) - 5.0f;
     uint8_t h[16];
     ae_text_hash(text, strlen(text), h);
-    CHECK_OK(ae_store_put(s, &a, h, FP, v, DIM));
+    CHECK_OK(ae_store_put(s, &a, h, FP, v, DIM, 0));
   }
   CHECK_OK(ae_store_commit(s));
   size_t rows = 0;
