@@ -57,9 +57,11 @@
 #define MAX_SHARDS 64
 #define MAX_DIM (1u << 20)
 #define SWEEP_BUDGET 256 /* expired entries removed per maintenance step, at most */
-#define PERSIST_CHUNK 64
-#define HITLOG 128       /* deferred hits per shard */
-#define HITLOG_AHEAD 8 /* get_many: persistent lookups promoted per round */
+#define PERSIST_CHUNK 64 /* get_many: persistent lookups promoted per round */
+#ifndef HITLOG
+#define HITLOG 128       /* deferred hits per shard (1 = every move at once) */
+#endif
+#define HITLOG_AHEAD 8   /* replay: neighbours prefetched this many moves ahead */
 
 struct link { struct link *prev, *next; };
 

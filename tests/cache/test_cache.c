@@ -13,37 +13,16 @@
 #define DIM 16
 
 static ae_cache *make(size_t entries, size_t bytes, int policy, unsigned shards, int validate) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = entries;
-  cfg.max_bytes = bytes;
-  cfg.policy = policy;
-  cfg.shards = shards;
+  ae_cache_config cfg = test_cache_config(entries, bytes, policy, shards, NULL);
   cfg.enable_content_validation = validate;
-  cfg.maintenance_interval_ms = 0;
   ae_cache *c = NULL;
   int rc = ae_cache_new(&cfg, FP_A, &c);
   if (rc) fprintf(stderr, "ae_cache_new: %s\n", ae_last_error());
   return c;
 }
 
-static int set_id(ae_cache *c, const char *key, uint64_t id) {
-  char content[128];
-  float v[DIM];
-  content_for(id, content, sizeof content);
-  vec_for(id, v, DIM);
-  return ae_cache_set(c, key, content, strlen(content), v, DIM);
-}
-
-/* AE_OK only when hit AND vector is id's; AE_EMISS on miss; -100 on a wrong vector. */
-static int get_id(ae_cache *c, const char *key, uint64_t id) {
-  char content[128];
-  float v[DIM];
-  content_for(id, content, sizeof content);
-  int rc = ae_cache_get(c, key, content, strlen(content), v, DIM);
-  if (rc == AE_OK && !vec_is(id, v, DIM)) return -100;
-  return rc;
-}
+static int set_id(ae_cache *c, const char *key, uint64_t id) { return cache_set_id(c, key, id, DIM); }
+static int get_id(ae_cache *c, const char *key, uint64_t id) { return cache_get_id(c, key, id, DIM); }
 
 static ae_cache_metrics metrics(ae_cache *c) {
   ae_cache_metrics m;

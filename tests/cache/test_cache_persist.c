@@ -26,15 +26,10 @@ static size_t g_max_bytes;
 
 static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entries,
                             size_t cap_mb, uint32_t batch) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = mem_entries;
-  cfg.maintenance_interval_ms = 0;
-  cfg.persist_path = path;
+  ae_cache_config cfg = test_cache_config(mem_entries, g_max_bytes, AE_CACHE_LRU, 0, path);
   cfg.persist_max_mb = cap_mb;
   cfg.persist_batch_count = batch;
   cfg.persist_no_prefetch = g_no_prefetch;
-  cfg.max_bytes = g_max_bytes;
   ae_cache *c = NULL;
   int rc = ae_cache_new(&cfg, fp, &c);
   if (rc) fprintf(stderr, "ae_cache_new(%s): %s\n", path, ae_last_error());
@@ -42,22 +37,15 @@ static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entr
 }
 
 static int set_id(ae_cache *c, uint64_t id) {
-  char key[32], content[128];
-  float v[DIM];
+  char key[32];
   snprintf(key, sizeof key, "file_%llu.py", (unsigned long long)id);
-  content_for(id, content, sizeof content);
-  vec_for(id, v, DIM);
-  return ae_cache_set(c, key, content, strlen(content), v, DIM);
+  return cache_set_id(c, key, id, DIM);
 }
 
 static int get_id(ae_cache *c, uint64_t id, const char *key_prefix) {
-  char key[32], content[128];
-  float v[DIM];
+  char key[32];
   snprintf(key, sizeof key, "%s%llu.py", key_prefix, (unsigned long long)id);
-  content_for(id, content, sizeof content);
-  int rc = ae_cache_get(c, key, content, strlen(content), v, DIM);
-  if (rc == AE_OK && !vec_is(id, v, DIM)) return -100;
-  return rc;
+  return cache_get_id(c, key, id, DIM);
 }
 
 static int64_t sql_int(const char *path, const char *sql) {
