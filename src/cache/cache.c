@@ -58,9 +58,10 @@
 #define MAX_DIM (1u << 20)
 #define SWEEP_BUDGET 256 /* expired entries removed per maintenance step, at most */
 #define PERSIST_CHUNK 64 /* get_many: persistent lookups promoted per round */
-#ifndef HITLOG
-#define HITLOG 128       /* deferred hits per shard (1 = every move at once) */
+#ifndef HITLOG_LAG
+#define HITLOG_LAG 32    /* deferred hits per shard (0 = every move at once) */
 #endif
+#define HITLOG 64        /* ring size, a power of two > HITLOG_LAG */
 #define HITLOG_AHEAD 8   /* replay: neighbours prefetched this many moves ahead */
 
 struct link { struct link *prev, *next; };
@@ -106,8 +107,8 @@ typedef struct {
   size_t win_cap, prot_cap;
   struct link expiry;
   ae__sketch sketch;
-  size_t nlog;
-  entry_t *hitlog[HITLOG];  /* deferred policy moves, see hitlog_replay */
+  size_t nlog, log_head;
+  entry_t *hitlog[HITLOG];  /* deferred policy moves, see hitlog_push */
   uint64_t requests, hits, misses, evictions, expirations, invalidations, persist_hits;
   uint64_t time_ns, timed;
   char pad[64];
@@ -395,33 +396,33 @@ static void policy_hit(ae_cache *c, shard_t *s, entry_t *e) {
 
 /* Deferred hits. Moving a hit to the head of its list writes its two neighbours,
  * random entries: with a working set in DRAM those are two more misses per get,
- * and the lock release after them waits for them. So a hit only appends its entry
- * to the shard's hit log (sequential writes to lines in cache) and the moves are
- * replayed, in order, in batches: when the log is full, and before anything reads
- * or changes the policy lists (insert, remove, victim choice). Replaying the same
- * moves in the same order with nothing looking at the lists in between leaves
- * exactly the lists eager moves would have left, so eviction stays true LRU (and
- * W-TinyLFU exactly what it was); and the log never holds a removed entry, since a
- * removal replays it first. The replay prefetches the neighbours HITLOG_AHEAD
- * records ahead, so a batch's misses overlap. */
-static void hitlog_replay(ae_cache *c, shard_t *s) {
-  size_t n = s->nlog;
-  s->nlog = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (i + HITLOG_AHEAD < n) {
-      entry_t *f = s->hitlog[i + HITLOG_AHEAD];
-      __builtin_prefetch(f->lru.prev, 1);
-      __builtin_prefetch(f->lru.next, 1);
-    }
-    policy_hit(c, s, s->hitlog[i]);
+ * and the lock release after them waits for them. So a hit appends its entry to
+ * the shard's hit log, a ring (a sequential write to a line in cache), and the
+ * moves are replayed from the ring's other end, in order: one per hit once
+ * HITLOG_LAG are waiting, with the neighbours of the move HITLOG_AHEAD places
+ * later prefetched now, so each replayed move finds its lines in cache and no get
+ * pays for a whole batch; and all of them before anything reads or changes the
+ * policy lists (insert, remove, victim choice). Replaying the same moves in the
+ * same order with nothing looking at the lists in between leaves exactly the lists
+ * eager moves would have left, so eviction stays true LRU (and W-TinyLFU exactly
+ * what it was); and the ring never holds a removed entry, since a removal replays
+ * it first. */
+static inline void hitlog_replay_one(ae_cache *c, shard_t *s) {
+  if (s->nlog > HITLOG_AHEAD) {
+    entry_t *f = s->hitlog[(s->log_head + HITLOG_AHEAD) & (HITLOG - 1)];
+    __builtin_prefetch(f->lru.prev, 1);
+    __builtin_prefetch(f->lru.next, 1);
   }
+  entry_t *e = s->hitlog[s->log_head++ & (HITLOG - 1)];
+  s->nlog--;
+  policy_hit(c, s, e);
 }
 static inline void hitlog_flush(ae_cache *c, shard_t *s) {
-  if (s->nlog) hitlog_replay(c, s);
+  while (s->nlog) hitlog_replay_one(c, s);
 }
 static inline void hitlog_push(ae_cache *c, shard_t *s, entry_t *e) {
-  s->hitlog[s->nlog++] = e;
-  if (s->nlog == HITLOG) hitlog_replay(c, s);
+  s->hitlog[(s->log_head + s->nlog++) & (HITLOG - 1)] = e;
+  if (s->nlog > HITLOG_LAG) hitlog_replay_one(c, s);
 }
 
 /* Unlinks e from everything, gives back its bytes and its vector reference. */
