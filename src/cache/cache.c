@@ -30,7 +30,9 @@
  * (entry_bytes below, and vec->cost). ae__cache_recount() recomputes both from scratch.
  *
  * Policies (per shard):
- *   - LRU: one list, hit moves to the head, the tail is evicted. O(1).
+ *   - LRU: one list, hit moves to the head, the tail is evicted. O(1). The moves
+ *     are deferred a few dozen hits and replayed in order (see hitlog_push), which
+ *     keeps the order exact.
  *   - W-TinyLFU (Einziger et al.; Caffeine): a small LRU window (1% of the shard)
  *     takes new entries; an entry leaving the window is a candidate for the main
  *     region, a segmented LRU (probation + protected, 80% protected). When the shard
