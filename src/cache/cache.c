@@ -8,6 +8,14 @@
  *     fingerprint): the floats, reference counted by the entries pointing at it, so
  *     identical content under many keys is stored once.
  *
+ * Blocks. A hit with a working set in DRAM waits on a chain of dependent misses
+ * (bucket -> entry -> vector), so the vector set with a key lives in that key's
+ * entry allocation, right after the key: the entry's miss (and its TLB miss) also
+ * brings the vector's first lines. The block outlives its entry when other keys
+ * still share the vector: the dead entry's bytes then move to the vector's cost
+ * (vec->cost starts as the vector's bytes plus alignment padding), and the block
+ * is freed, and the cost given back, with the last reference.
+ *
  * Keys are spread over lock shards by their hash; each shard owns a chained hash
  * table, its policy lists and max_entries / shards entries. Vectors live in a
  * separate content index split into lock stripes. Locks are always taken in the
@@ -19,10 +27,12 @@
  * bytes are one global atomic counter, reserved with compare-and-swap before
  * anything is published, so the total never exceeds max_bytes even for an instant
  * and every path that frees an object subtracts exactly what its creation added
- * (entry_bytes / vec_bytes below). ae__cache_recount() recomputes both from scratch.
+ * (entry_bytes below, and vec->cost). ae__cache_recount() recomputes both from scratch.
  *
  * Policies (per shard):
- *   - LRU: one list, hit moves to the head, the tail is evicted. O(1).
+ *   - LRU: one list, hit moves to the head, the tail is evicted. O(1). The moves
+ *     are deferred a few dozen hits and replayed in order (see hitlog_push), which
+ *     keeps the order exact.
  *   - W-TinyLFU (Einziger et al.; Caffeine): a small LRU window (1% of the shard)
  *     takes new entries; an entry leaving the window is a candidate for the main
  *     region, a segmented LRU (probation + protected, 80% protected). When the shard
@@ -50,6 +60,11 @@
 #define MAX_DIM (1u << 20)
 #define SWEEP_BUDGET 256 /* expired entries removed per maintenance step, at most */
 #define PERSIST_CHUNK 64 /* get_many: persistent lookups promoted per round */
+#ifndef HITLOG_LAG
+#define HITLOG_LAG 32    /* deferred hits per shard (0 = every move at once) */
+#endif
+#define HITLOG 64        /* ring size, a power of two > HITLOG_LAG */
+#define HITLOG_AHEAD 8   /* replay: neighbours prefetched this many moves ahead */
 
 struct link { struct link *prev, *next; };
 
@@ -57,24 +72,28 @@ typedef struct vec {
   struct vec *next;      /* content index chain */
   XXH128_hash_t h;
   uint64_t born_ns;      /* when set (TTL for hits through another key) */
+  void *block;           /* the allocation holding it: its first entry's block */
   uint32_t refs;         /* entries pointing here; under the stripe lock */
   uint32_t dim;
+  uint32_t cost;         /* bytes accounted to the vector (see "Blocks" above) */
   int indexed;           /* still the index's vector for h (not replaced) */
   float data[];
 } vec_t;
 
 enum { Q_WINDOW = 0, Q_PROBATION = 1, Q_PROTECTED = 2, Q_COUNT = 3 };
 
+/* The fields a lookup reads (chain, key hash, content hash, vector, policy links)
+ * come first, in the block's first cache line. */
 typedef struct entry {
   struct entry *hnext;   /* key table chain */
-  struct link lru;       /* policy list */
-  struct link exp;       /* expiry FIFO */
   uint64_t kh;
   XXH128_hash_t h;
   vec_t *vec;
-  uint64_t stamp_ns;
+  struct link lru;       /* policy list */
   uint32_t klen;
   uint8_t queue;
+  struct link exp;       /* expiry FIFO */
+  uint64_t stamp_ns;
   char key[];
 } entry_t;
 
@@ -90,6 +109,8 @@ typedef struct {
   size_t win_cap, prot_cap;
   struct link expiry;
   ae__sketch sketch;
+  size_t nlog, log_head;
+  entry_t *hitlog[HITLOG];  /* deferred policy moves, see hitlog_push */
   uint64_t requests, hits, misses, evictions, expirations, invalidations, persist_hits;
   uint64_t time_ns, timed;
   char pad[64];
@@ -154,6 +175,9 @@ static inline int hash_eq(XXH128_hash_t a, XXH128_hash_t b) {
 
 static inline size_t entry_bytes(size_t klen) { return sizeof(entry_t) + klen + 1; }
 static inline size_t vec_bytes(size_t dim) { return sizeof(vec_t) + dim * sizeof(float); }
+/* Offset of an embedded vector in its entry's block (16-byte aligned). */
+static inline size_t vec_offset(size_t klen) { return (entry_bytes(klen) + 15) & ~(size_t)15; }
+static inline int owns_vec(const entry_t *e) { return e->vec->block == (const void *)e; }
 
 static inline shard_t *shard_of(ae_cache *c, uint64_t kh) {
   return &c->shards[(kh >> 40) & (c->nshards - 1)];
@@ -232,40 +256,51 @@ static vec_t *vec_find_ref(ae_cache *c, XXH128_hash_t h, size_t dim, uint64_t no
   return v;
 }
 
-/* Publishes cand (refs 1) or, when an identical vector is already indexed, takes a
- * reference on that one and frees cand (giving back its reserved bytes). A different
- * vector under the same hash (caller changed its mind) is replaced in the index; the
- * old one lives on for the entries still pointing at it. */
-static vec_t *vec_publish(ae_cache *c, vec_t *cand) {
-  stripe_t *t = stripe_of(c, cand->h);
+/* Takes a reference on the vector indexed under h when it holds exactly vec[dim]
+ * and is not expired: a set of content already stored under another key then costs
+ * only its entry. NULL otherwise. */
+static vec_t *vec_find_same(ae_cache *c, XXH128_hash_t h, const float *vec, size_t dim,
+                            uint64_t now) {
+  stripe_t *t = stripe_of(c, h);
   pthread_mutex_lock(&t->mu);
-  vec_t **pp = stripe_slot(t, cand->h);
+  vec_t *v = *stripe_slot(t, h);
+  if (v && (v->dim != dim || expired_at(c, v->born_ns, now) ||
+            memcmp(v->data, vec, dim * sizeof(float)) != 0))
+    v = NULL;
+  if (v) v->refs++;
+  pthread_mutex_unlock(&t->mu);
+  return v;
+}
+
+/* Indexes a fresh vector (refs 1, embedded in its entry's block) under its hash. A
+ * vector already indexed under the same hash (a different one: the caller
+ * re-embedded; or an identical one set by another thread since vec_find_same looked)
+ * leaves the index and lives on for the entries still pointing at it. */
+static void vec_publish(ae_cache *c, vec_t *v) {
+  stripe_t *t = stripe_of(c, v->h);
+  pthread_mutex_lock(&t->mu);
+  vec_t **pp = stripe_slot(t, v->h);
   vec_t *old = *pp;
-  if (old && old->dim == cand->dim &&
-      memcmp(old->data, cand->data, cand->dim * sizeof(float)) == 0) {
-    old->refs++;
-    pthread_mutex_unlock(&t->mu);
-    unreserve(c, vec_bytes(cand->dim));
-    ae__free(cand);
-    return old;
-  }
   if (old) {
     *pp = old->next;
     old->indexed = 0;
     t->n--;
   }
-  cand->refs = 1;
-  cand->indexed = 1;
-  cand->next = t->buckets[cand->h.high64 & t->bmask];
-  t->buckets[cand->h.high64 & t->bmask] = cand;
+  v->indexed = 1;
+  v->next = t->buckets[v->h.high64 & t->bmask];
+  t->buckets[v->h.high64 & t->bmask] = v;
   if (++t->n > t->bmask + 1) stripe_grow(t);
   pthread_mutex_unlock(&t->mu);
-  atomic_fetch_add_explicit(&c->payload, cand->dim * sizeof(float), memory_order_relaxed);
+  atomic_fetch_add_explicit(&c->payload, v->dim * sizeof(float), memory_order_relaxed);
   atomic_fetch_add_explicit(&c->nvecs, 1, memory_order_relaxed);
-  return cand;
 }
 
-static void vec_release(ae_cache *c, vec_t *v) {
+/* Drops one reference on v. owner: the entry whose block holds v is going away
+ * while other entries still point at v; its bytes then move to the vector's cost
+ * (the block, header included, stays until the last reference goes). Returns 1 when
+ * v died (its cost given back; the caller frees v->block unless it is the caller's
+ * own entry). */
+static int vec_unref(ae_cache *c, vec_t *v, entry_t *owner) {
   stripe_t *t = stripe_of(c, v->h);
   pthread_mutex_lock(&t->mu);
   int dead = --v->refs == 0;
@@ -274,12 +309,34 @@ static void vec_release(ae_cache *c, vec_t *v) {
     if (*pp == v) *pp = v->next;
     t->n--;
   }
+  if (!dead && owner) v->cost += (uint32_t)entry_bytes(owner->klen);
   pthread_mutex_unlock(&t->mu);
-  if (!dead) return;
-  unreserve(c, vec_bytes(v->dim));
+  if (!dead) return 0;
+  unreserve(c, v->cost);
   atomic_fetch_sub_explicit(&c->payload, v->dim * sizeof(float), memory_order_relaxed);
   atomic_fetch_sub_explicit(&c->nvecs, 1, memory_order_relaxed);
-  ae__free(v);
+  return 1;
+}
+
+/* A reference taken without an entry of its own (vec_find_ref / vec_find_same). */
+static void vec_release(ae_cache *c, vec_t *v) {
+  if (vec_unref(c, v, NULL)) ae__free(v->block);
+}
+
+/* Frees an entry (already unlinked) and gives back its bytes and its reference. */
+static void entry_destroy(ae_cache *c, entry_t *e) {
+  vec_t *v = e->vec;
+  if (owns_vec(e)) {
+    /* bytes: the entry's, unless vec_unref moved them to the surviving vector */
+    if (vec_unref(c, v, e)) {
+      unreserve(c, entry_bytes(e->klen));
+      ae__free(e);
+    }
+    return;
+  }
+  unreserve(c, entry_bytes(e->klen));
+  ae__free(e);
+  vec_release(c, v);
 }
 
 /* ---- key table and policy (shard, under its lock) --------------------------- */
@@ -322,36 +379,9 @@ static entry_t *q_tail(shard_t *s, int q) {
   return list_empty(&s->q[q]) ? NULL : LRU_ENTRY(s->q[q].prev);
 }
 
-/* Unlinks e from everything, gives back its bytes and its vector reference. */
-static void remove_entry(ae_cache *c, shard_t *s, entry_t *e) {
-  entry_t **pp = shard_slot(s, e->kh, e->key, e->klen);
-  *pp = e->hnext;
-  q_unlink(s, e);
-  list_unlink(&e->exp);
-  s->n--;
-  unreserve(c, entry_bytes(e->klen));
-  vec_release(c, e->vec);
-  ae__free(e);
-}
-
-/* The entry byte pressure evicts: LRU's tail; for W-TinyLFU main's victim
- * (probation, then protected), the window's tail only when main is empty. */
-static entry_t *policy_victim(ae_cache *c, shard_t *s) {
-  entry_t *v = q_tail(s, Q_PROBATION);
-  if (!v && c->cfg.policy == AE_CACHE_TINYLFU) {
-    v = q_tail(s, Q_PROTECTED);
-    if (!v) v = q_tail(s, Q_WINDOW);
-  }
-  return v;
-}
-
-static void evict(ae_cache *c, shard_t *s, entry_t *e) {
-  remove_entry(c, s, e);
-  s->evictions++;
-}
-
 static void policy_hit(ae_cache *c, shard_t *s, entry_t *e) {
   if (c->cfg.policy != AE_CACHE_TINYLFU || e->queue != Q_PROBATION) {
+    if (s->q[e->queue].next == &e->lru) return; /* already the most recent */
     list_unlink(&e->lru);
     list_push_head(&s->q[e->queue], &e->lru);
     return;
@@ -366,9 +396,70 @@ static void policy_hit(ae_cache *c, shard_t *s, entry_t *e) {
   }
 }
 
+/* Deferred hits. Moving a hit to the head of its list writes its two neighbours,
+ * random entries: with a working set in DRAM those are two more misses per get,
+ * and the lock release after them waits for them. So a hit appends its entry to
+ * the shard's hit log, a ring (a sequential write to a line in cache), and the
+ * moves are replayed from the ring's other end, in order: one per hit once
+ * HITLOG_LAG are waiting, with the neighbours of the move HITLOG_AHEAD places
+ * later prefetched now, so each replayed move finds its lines in cache and no get
+ * pays for a whole batch; and all of them before anything reads or changes the
+ * policy lists (insert, remove, victim choice). Replaying the same moves in the
+ * same order with nothing looking at the lists in between leaves exactly the lists
+ * eager moves would have left, so eviction stays true LRU (and W-TinyLFU exactly
+ * what it was); and the ring never holds a removed entry, since a removal replays
+ * it first. */
+static inline void hitlog_replay_one(ae_cache *c, shard_t *s) {
+  if (s->nlog > HITLOG_AHEAD) {
+    entry_t *f = s->hitlog[(s->log_head + HITLOG_AHEAD) & (HITLOG - 1)];
+    __builtin_prefetch(f->lru.prev, 1);
+    __builtin_prefetch(f->lru.next, 1);
+  }
+  entry_t *e = s->hitlog[s->log_head++ & (HITLOG - 1)];
+  s->nlog--;
+  policy_hit(c, s, e);
+}
+static inline void hitlog_flush(ae_cache *c, shard_t *s) {
+  while (s->nlog) hitlog_replay_one(c, s);
+}
+static inline void hitlog_push(ae_cache *c, shard_t *s, entry_t *e) {
+  s->hitlog[(s->log_head + s->nlog++) & (HITLOG - 1)] = e;
+  if (s->nlog > HITLOG_LAG) hitlog_replay_one(c, s);
+}
+
+/* Unlinks e from everything, gives back its bytes and its vector reference. */
+static void remove_entry(ae_cache *c, shard_t *s, entry_t *e) {
+  hitlog_flush(c, s);
+  entry_t **pp = shard_slot(s, e->kh, e->key, e->klen);
+  *pp = e->hnext;
+  q_unlink(s, e);
+  list_unlink(&e->exp);
+  s->n--;
+  entry_destroy(c, e);
+}
+
+/* The entry byte pressure evicts: LRU's tail; for W-TinyLFU main's victim
+ * (probation, then protected), the window's tail only when main is empty. */
+static entry_t *policy_victim(ae_cache *c, shard_t *s) {
+  hitlog_flush(c, s);
+  entry_t *v = q_tail(s, Q_PROBATION);
+  if (!v && c->cfg.policy == AE_CACHE_TINYLFU) {
+    v = q_tail(s, Q_PROTECTED);
+    if (!v) v = q_tail(s, Q_WINDOW);
+  }
+  return v;
+}
+
+static void evict(ae_cache *c, shard_t *s, entry_t *e) {
+  remove_entry(c, s, e);
+  s->evictions++;
+}
+
+
 /* Inserts e (already in the key table) into the policy and enforces the shard's
  * entry cap. */
 static void policy_insert(ae_cache *c, shard_t *s, entry_t *e) {
+  hitlog_flush(c, s);
   if (c->cfg.policy != AE_CACHE_TINYLFU) {
     q_push(s, e, Q_PROBATION);
     while (s->n > s->cap) evict(c, s, q_tail(s, Q_PROBATION));
@@ -415,14 +506,30 @@ static int steal_one(ae_cache *c, shard_t *mine) {
   return 0;
 }
 
-static entry_t *entry_alloc(const char *key, size_t klen, uint64_t kh) {
-  entry_t *e = ae__malloc(entry_bytes(klen));
+/* An entry's block: the entry, its key, and with dim > 0 a fresh vector of dim floats
+ * (copied from vec, refs 1, not yet indexed) right after the key. */
+static entry_t *entry_alloc(const char *key, size_t klen, uint64_t kh, XXH128_hash_t h,
+                            const float *vec, size_t dim, uint64_t now) {
+  size_t size = dim ? vec_offset(klen) + vec_bytes(dim) : entry_bytes(klen);
+  entry_t *e = ae__malloc(size);
   if (!e) return NULL;
   memset(e, 0, sizeof *e);
   memcpy(e->key, key, klen);
   e->key[klen] = 0;
   e->klen = (uint32_t)klen;
   e->kh = kh;
+  if (dim) {
+    vec_t *v = (vec_t *)((char *)e + vec_offset(klen));
+    memset(v, 0, sizeof *v);
+    v->h = h;
+    v->born_ns = now;
+    v->block = e;
+    v->refs = 1;
+    v->dim = (uint32_t)dim;
+    v->cost = (uint32_t)(size - entry_bytes(klen));
+    memcpy(v->data, vec, dim * sizeof(float));
+    e->vec = v;
+  }
   return e;
 }
 
@@ -454,27 +561,25 @@ static int check_vector(const char *key, const float *vec, size_t dim) {
   return AE_OK;
 }
 
-/* Inserts (key -> h -> vec). persist: also queue it for the persistent tier. */
+/* Inserts (key -> h -> vec). persist: also queue it for the persistent tier.
+ * When the index already holds these very floats for h (another key, same content)
+ * the entry shares them and costs only its own bytes; otherwise the vector is
+ * embedded in the entry's block (see "Blocks"). */
 static int insert_hashed(ae_cache *c, const char *key, size_t klen, uint64_t kh,
                          XXH128_hash_t h, const float *vec, size_t dim, int persist) {
-  size_t need_e = entry_bytes(klen), need_v = vec_bytes(dim);
-  if (need_e + need_v > c->max_bytes)
+  size_t need_e = entry_bytes(klen), need_own = vec_offset(klen) + vec_bytes(dim);
+  if (need_own > c->max_bytes)
     return ae__error(AE_ERANGE, "cache set '%.*s': entry of %zu bytes exceeds the %zu-byte limit",
-                     (int)(klen > 200 ? 200 : klen), key, need_e + need_v, c->max_bytes);
-  entry_t *e = entry_alloc(key, klen, kh);
-  vec_t *cand = ae__malloc(need_v);
-  if (!e || !cand) {
-    ae__free(e);
-    ae__free(cand);
-    return ae__error(AE_ENOMEM, "cache set '%.*s': out of memory for %zu bytes",
-                     (int)(klen > 200 ? 200 : klen), key, need_e + need_v);
-  }
+                     (int)(klen > 200 ? 200 : klen), key, need_own, c->max_bytes);
   uint64_t now = ttl_clock(c);
-  memset(cand, 0, sizeof *cand);
-  cand->h = h;
-  cand->dim = (uint32_t)dim;
-  cand->born_ns = now;
-  memcpy(cand->data, vec, dim * sizeof(float));
+  vec_t *shared = vec_find_same(c, h, vec, dim, now);
+  entry_t *e = entry_alloc(key, klen, kh, h, vec, shared ? 0 : dim, now);
+  if (!e) {
+    if (shared) vec_release(c, shared);
+    return ae__error(AE_ENOMEM, "cache set '%.*s': out of memory for %zu bytes",
+                     (int)(klen > 200 ? 200 : klen), key, shared ? need_e : need_own);
+  }
+  size_t need = shared ? need_e : need_own;
 
   shard_t *s = shard_of(c, kh);
   for (int attempt = 0;; attempt++) {
@@ -489,11 +594,11 @@ static int insert_hashed(ae_cache *c, const char *key, size_t klen, uint64_t kh,
       list_push_tail(&s->expiry, &old->exp);
       pthread_mutex_unlock(&s->mu);
       ae__free(e);
-      ae__free(cand);
+      if (shared) vec_release(c, shared);
       return AE_OK;
     }
     if (old) remove_entry(c, s, old); /* overwrite = delete + insert */
-    if (reserve_evicting(c, s, need_e + need_v)) break;
+    if (reserve_evicting(c, s, need)) break;
     pthread_mutex_unlock(&s->mu);
     if (steal_one(c, s)) continue;
     /* Nothing left to evict anywhere: the bytes are reserved by sets in flight on
@@ -504,15 +609,14 @@ static int insert_hashed(ae_cache *c, const char *key, size_t klen, uint64_t kh,
       continue;
     }
     ae__free(e);
-    ae__free(cand);
-    return ae__error(AE_ERANGE, "cache set: no room for %zu bytes", need_e + need_v);
+    if (shared) vec_release(c, shared);
+    return ae__error(AE_ERANGE, "cache set: no room for %zu bytes", need);
   }
-  vec_t *v = vec_publish(c, cand);
-  int fresh = v == cand;
-  entry_link(c, s, e, h, v, now);
+  if (!shared) vec_publish(c, e->vec);
+  entry_link(c, s, e, h, shared ? shared : e->vec, now);
   pthread_mutex_unlock(&s->mu);
 
-  if (persist && fresh && c->persist) {
+  if (persist && !shared && c->persist) {
     XXH128_canonical_t canon;
     XXH128_canonicalFromHash(&canon, h);
     ae__persist_put(c->persist, canon.digest, vec, (uint32_t)dim);
@@ -537,7 +641,7 @@ int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t conte
  * the same content; gives the reference back when there is no room without stealing. */
 static void attach_or_release(ae_cache *c, shard_t *s, const char *key, size_t klen,
                               uint64_t kh, XXH128_hash_t h, vec_t *v, uint64_t now) {
-  entry_t *e = entry_alloc(key, klen, kh);
+  entry_t *e = entry_alloc(key, klen, kh, h, NULL, 0, now);
   if (e && entry_bytes(klen) <= c->max_bytes && reserve_evicting(c, s, entry_bytes(klen))) {
     entry_link(c, s, e, h, v, now);
     return;
@@ -556,11 +660,39 @@ static inline void gm_prefetch_bucket(ae_cache *c, uint64_t kh) {
   __builtin_prefetch(&b[kh & mask]);
 }
 
+static inline void prefetch_range(const void *from, size_t n) {
+  const char *p = from, *end = p + n;
+  for (; p < end; p += 64) __builtin_prefetch(p);
+  __builtin_prefetch(end - 1);
+}
+
+/* A hit waits on the chain bucket -> entry -> vector, each a DRAM (and TLB) miss
+ * when the working set is larger than the caches. The moment the bucket yields the
+ * chain's first entry, its whole block is prefetched, sized as a hit for this
+ * request would be (the key length and dim are the caller's; the vector is
+ * embedded after the key): entry, key and vector then arrive together instead of
+ * one after the other. When that entry turns out to be another key the lines were
+ * wasted, nothing else. */
+static inline entry_t *find_prefetching(shard_t *s, uint64_t kh, const char *key, size_t klen,
+                                        size_t dim) {
+  entry_t *e = s->buckets[kh & s->bmask];
+  if (!e) return NULL;
+  prefetch_range(e, vec_offset(klen) + vec_bytes(dim));
+  while (e && !(e->kh == kh && e->klen == klen && memcmp(e->key, key, klen) == 0)) e = e->hnext;
+  return e;
+}
+
+/* Once the hit's entry is known: a vector shared from another key's block. */
+static inline void hit_prefetch(const entry_t *e, size_t dim) {
+  if ((const char *)e->vec != (const char *)e + vec_offset(e->klen))
+    prefetch_range(e->vec, vec_bytes(dim));
+}
+
 /* Memory-tier lookup under the shard lock. */
 static int memory_get(ae_cache *c, shard_t *s, const char *key, size_t klen, uint64_t kh,
                       XXH128_hash_t h, float *out, size_t dim, uint64_t now) {
   if (c->cfg.policy == AE_CACHE_TINYLFU) ae__sketch_record(&s->sketch, kh);
-  entry_t *e = *shard_slot(s, kh, key, klen);
+  entry_t *e = find_prefetching(s, kh, key, klen, dim);
   if (e && expired_at(c, e->stamp_ns, now)) {
     remove_entry(c, s, e);
     s->expirations++;
@@ -571,11 +703,12 @@ static int memory_get(ae_cache *c, shard_t *s, const char *key, size_t klen, uin
     e = NULL;
   }
   if (e) {
+    hit_prefetch(e, dim);
     if (e->vec->dim != dim)
       return ae__error(AE_EMISMATCH, "cache get '%s': stored vector has dimension %u, asked %zu",
                        e->key, e->vec->dim, dim);
     memcpy(out, e->vec->data, dim * sizeof(float));
-    policy_hit(c, s, e);
+    hitlog_push(c, s, e);
     return AE_OK;
   }
   vec_t *v = vec_find_ref(c, h, dim, now);
@@ -601,6 +734,9 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
   if (!c || !key || (!content && content_len) || !out || !dim)
     return ae__error(AE_EINVAL, "cache get: NULL argument or dim 0");
   uint64_t t0 = sample_start();
+  /* the caller's content is read by the hash below: start its lines now, so that
+   * their misses overlap the key's */
+  if (content) prefetch_range(content, content_len < 1024 ? content_len : 1024);
   size_t klen = strlen(key);
   uint64_t kh = XXH3_64bits(key, klen);
   gm_prefetch_bucket(c, kh); /* in flight while the content is hashed */
@@ -639,6 +775,15 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
  * that moment (earlier items of the group may remove or add entries). */
 #define GM_BLOCK 256
 #define GM_AHEAD 4
+#define GM_HASH_AHEAD 8
+
+/* The caller's key and content of item i, read by the hashing GM_HASH_AHEAD items
+ * later (scattered strings: each its own miss, otherwise taken one at a time). */
+static inline void gm_prefetch_input(const char *const *keys, const char *const *contents,
+                                     const size_t *lens, size_t i) {
+  if (keys[i]) __builtin_prefetch(keys[i]);
+  if (contents[i]) prefetch_range(contents[i], lens[i] < 1024 ? lens[i] : 1024);
+}
 
 typedef struct {
   uint64_t kh, t0;
@@ -646,13 +791,10 @@ typedef struct {
   size_t klen;
 } gm_item;
 
-static inline void gm_prefetch_hit(shard_t *s, uint64_t kh) {
-  entry_t *e = s->buckets[kh & s->bmask];
-  if (!e || e->kh != kh) return;
-  const char *p = (const char *)e->vec;
-  for (int l = 0; l < 4; l++) __builtin_prefetch(p + 64 * l);
-  __builtin_prefetch(e->lru.prev, 1);
-  __builtin_prefetch(e->lru.next, 1);
+static inline void gm_prefetch_hit(shard_t *s, const gm_item *it, size_t dim) {
+  entry_t *e = s->buckets[it->kh & s->bmask];
+  if (!e || e->kh != it->kh) return;
+  prefetch_range(e, vec_offset(it->klen) + vec_bytes(dim));
 }
 
 /* Items [b0, b0 + m) of a batch (m <= GM_BLOCK), valid ones hashed in it[] (klen ==
@@ -678,9 +820,9 @@ static void gm_memory_block(ae_cache *c, size_t b0, size_t m, const char *const 
       entry_t *e = s->buckets[it[ord[k]].kh & s->bmask];
       if (e) __builtin_prefetch(e);
     }
-    for (size_t k = a; k < b && k < a + GM_AHEAD; k++) gm_prefetch_hit(s, it[ord[k]].kh);
+    for (size_t k = a; k < b && k < a + GM_AHEAD; k++) gm_prefetch_hit(s, &it[ord[k]], dim);
     for (size_t k = a; k < b; k++) {
-      if (k + GM_AHEAD < b) gm_prefetch_hit(s, it[ord[k + GM_AHEAD]].kh);
+      if (k + GM_AHEAD < b) gm_prefetch_hit(s, &it[ord[k + GM_AHEAD]], dim);
       size_t j = ord[k], i = b0 + j;
       status[i] = memory_get(c, s, keys[i], it[j].klen, it[j].kh, it[j].h, out + i * dim, dim,
                              ttl_clock(c));
@@ -705,8 +847,10 @@ int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
   gm_item it[GM_BLOCK];
   for (size_t b0 = 0; b0 < n; b0 += GM_BLOCK) {
     size_t m = n - b0 < GM_BLOCK ? n - b0 : GM_BLOCK;
+    for (size_t j = 0; j < m && j < GM_HASH_AHEAD; j++) gm_prefetch_input(keys, contents, content_lens, b0 + j);
     for (size_t j = 0; j < m; j++) {
       size_t i = b0 + j;
+      if (j + GM_HASH_AHEAD < m) gm_prefetch_input(keys, contents, content_lens, i + GM_HASH_AHEAD);
       if (!keys[i] || (!contents[i] && content_lens[i])) {
         status[i] = ae__error(AE_EINVAL, "cache get_many: item %zu has a NULL key or content", i);
         it[j].klen = SIZE_MAX;
@@ -1176,7 +1320,7 @@ void ae__cache_recount(ae_cache *c, uint64_t *entries, uint64_t *bytes) {
           seen[j - gap] = t;
         }
     for (size_t i = 0; i < used; i++)
-      if (i == 0 || seen[i] != seen[i - 1]) b += vec_bytes(seen[i]->dim);
+      if (i == 0 || seen[i] != seen[i - 1]) b += seen[i]->cost;
     ae__free(seen);
   } else {
     b = UINT64_MAX; /* could not recount */

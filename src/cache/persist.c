@@ -1,7 +1,8 @@
 /* Persistent tier of the cache: SQLite in WAL mode.
  *
  * One row per (model fingerprint, content hash): the float32 blob, its dimension, an
- * XXH3-64 checksum of the blob, created and last-access times (unix seconds). Rows
+ * XXH3-64 checksum of the blob, its creation time (unix seconds); the last-access
+ * time lives in a small table of its own (schema version 2, see "Access times"). Rows
  * live in a rowid table on 16 KiB pages (ten 384-d rows a page, no overflow pages),
  * found through a unique index on (fp, h). New rows are appended at the end of the
  * table, so a batch of writes dirties a few table pages plus the small index pages
@@ -27,17 +28,17 @@
  * Reads check the blob's length against dim and its checksum; a bad row is never
  * returned: it is counted (rejected), deleted and reported as a miss.
  *
- * Last-access times are updated relatime-style: a read queues a touch only when the
- * stored time is older than TOUCH_GRANULARITY_S, and touches are committed with the
- * next batch. Re-reading a whole corpus does not rewrite it, and pruning (oldest
- * access first, down to 90% of the cap) still sees which rows went unused. A touch
- * rewrites the whole row, blob included (SQLite rewrites a record to change one
- * column), so touching every row of a corpus rewrites the file through the WAL: a
- * cold read of 100k rows runs about 3x slower when it has to (bench_cache measures
- * both). The granularity is therefore a day, not a minute: an indexer re-run many
- * times a day pays it once, and a day is plenty of resolution for pruning. (Keeping
- * access times in a table of their own would make a touch cheap at any granularity;
- * that needs a schema version 2.)
+ * Access times (schema version 2). Last-access times live in their own table,
+ * access(fp, h -> accessed), WITHOUT ROWID and indexed by time: a touch rewrites a
+ * 40-byte record instead of the whole vector row (in version 1 the time was a
+ * column of the vector's row and SQLite rewrites a record, blob included, to change
+ * one column, so touches were limited to once a day). A read queues a touch when the
+ * row's stored time is TOUCH_GRANULARITY_S (a minute) old or more; touches are
+ * applied in key order in the next write transaction (with the pending rows, or
+ * when MAX_TOUCHES are queued, or at the maintenance step / flush). Pruning takes
+ * the oldest accessed rows through the time index. Opening a version 1 file
+ * migrates it in one transaction: the times move to the new table, the column and
+ * its index are dropped (a one-time rewrite of the vector table).
  *
  * Errors: an unwritable, locked or corrupt file fails open with a clear message (the
  * cache then runs in memory); failures later (disk full, lock held by another
@@ -56,11 +57,11 @@
 #include <xxhash.h>
 
 #define ROW_OVERHEAD 64          /* bytes per row besides the blob, for the size cap */
-#define TOUCH_GRANULARITY_S 86400
-#define MAX_TOUCHES 4096
+#define TOUCH_GRANULARITY_S 60
+#define MAX_TOUCHES 65536        /* queued touches that force a write transaction */
 #define BUSY_TIMEOUT_MS 200
-#define SCHEMA_VERSION 1
-#define SCHEMA_VERSION_STR "1"
+#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION_STR "2"
 
 typedef struct {
   uint8_t h[16];
@@ -79,7 +80,8 @@ typedef struct pf_ent {
 struct ae__persist {
   pthread_mutex_t mu;
   sqlite3 *db;
-  sqlite3_stmt *ins, *sel, *del, *touch, *prune, *size;
+  sqlite3_stmt *ins, *acc_ins, *sel, *del, *acc_del, *touch, *doom, *prune, *acc_prune,
+      *undoom, *size;
   char *path;
   uint8_t fp[16];
   uint64_t max_bytes, stored_bytes;
@@ -88,7 +90,7 @@ struct ae__persist {
   size_t npend, cap_pend;
   uint64_t oldest_ns;
   uint8_t (*touched)[16];
-  size_t ntouch;
+  size_t ntouch, cap_touch;
   /* prefetch map */
   int pf_state;            /* 0 = not loaded yet, 1 = loaded (or off) */
   pf_ent **pf;
@@ -127,6 +129,29 @@ static int prepare(ae__persist *p, const char *sql, sqlite3_stmt **st) {
   return AE_OK;
 }
 
+/* Version 2 tables on a new file (inside setup's write transaction). */
+static int create_schema(ae__persist *p) {
+  return exec(p, "CREATE TABLE IF NOT EXISTS vectors("
+                 " id INTEGER PRIMARY KEY, fp BLOB NOT NULL, h BLOB NOT NULL,"
+                 " dim INTEGER NOT NULL, checksum INTEGER NOT NULL, created INTEGER NOT NULL,"
+                 " vec BLOB NOT NULL)") ||
+         exec(p, "CREATE UNIQUE INDEX IF NOT EXISTS vectors_key ON vectors(fp, h)") ||
+         exec(p, "CREATE TABLE IF NOT EXISTS access(fp BLOB NOT NULL, h BLOB NOT NULL,"
+                 " accessed INTEGER NOT NULL, PRIMARY KEY(fp, h)) WITHOUT ROWID") ||
+         exec(p, "CREATE INDEX IF NOT EXISTS access_time ON access(accessed)");
+}
+
+/* Version 1 -> 2 (inside setup's write transaction, so all or nothing): every row's
+ * access time moves to the access table; the column and its index go. */
+static int migrate_v1(ae__persist *p) {
+  return exec(p, "CREATE TABLE access(fp BLOB NOT NULL, h BLOB NOT NULL,"
+                 " accessed INTEGER NOT NULL, PRIMARY KEY(fp, h)) WITHOUT ROWID") ||
+         exec(p, "INSERT INTO access(fp, h, accessed) SELECT fp, h, accessed FROM vectors") ||
+         exec(p, "CREATE INDEX access_time ON access(accessed)") ||
+         exec(p, "DROP INDEX IF EXISTS vectors_accessed") ||
+         exec(p, "ALTER TABLE vectors DROP COLUMN accessed");
+}
+
 static int setup(ae__persist *p, int sync_full) {
   sqlite3_busy_timeout(p->db, BUSY_TIMEOUT_MS);
   /* Page size only takes effect on a new database (before WAL is on). */
@@ -149,49 +174,54 @@ static int setup(ae__persist *p, int sync_full) {
     return AE_EIO;
   }
   if (exec(p, sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL") ||
-      exec(p, "PRAGMA mmap_size=1073741824") || exec(p, "PRAGMA cache_size=-65536"))
+      exec(p, "PRAGMA mmap_size=1073741824") || exec(p, "PRAGMA cache_size=-65536") ||
+      exec(p, "PRAGMA temp_store=MEMORY") ||
+      exec(p, "CREATE TEMP TABLE IF NOT EXISTS doomed(fp BLOB, h BLOB)"))
     return AE_EDB;
   /* BEGIN IMMEDIATE takes the write lock: a file locked by another writer or not
    * writable fails here, at open, rather than at the first flush. */
   if (exec(p, "BEGIN IMMEDIATE")) return AE_EDB;
-  if (exec(p, "CREATE TABLE IF NOT EXISTS vectors("
-              " id INTEGER PRIMARY KEY, fp BLOB NOT NULL, h BLOB NOT NULL,"
-              " dim INTEGER NOT NULL, checksum INTEGER NOT NULL, created INTEGER NOT NULL,"
-              " accessed INTEGER NOT NULL, vec BLOB NOT NULL)") ||
-      exec(p, "CREATE UNIQUE INDEX IF NOT EXISTS vectors_key ON vectors(fp, h)") ||
-      exec(p, "CREATE INDEX IF NOT EXISTS vectors_accessed ON vectors(accessed)")) {
-    sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
-    return AE_EDB;
-  }
-  /* user_version marks the layout: 0 = just created here, SCHEMA_VERSION = ours. */
+  /* user_version marks the layout: 0 = a new file, 1 = access times in the vector
+   * rows (migrated here), SCHEMA_VERSION = ours. */
   int64_t version = -1;
   if (sqlite3_prepare_v2(p->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
       sqlite3_step(st) == SQLITE_ROW)
     version = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
-  if (version != 0 && version != SCHEMA_VERSION) {
+  if (version != 0 && version != 1 && version != SCHEMA_VERSION) {
     sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
-    ae__error(AE_EFORMAT, "cache database %s: schema version %lld, this build reads %d",
+    ae__error(AE_EFORMAT, "cache database %s: schema version %lld, this build reads 1 and %d",
               p->path, (long long)version, SCHEMA_VERSION);
     p->st.status = AE_EFORMAT;
     snprintf(p->st.error, sizeof p->st.error, "%s", ae_last_error());
     return AE_EFORMAT;
   }
-  if ((version == 0 && exec(p, "PRAGMA user_version=" SCHEMA_VERSION_STR)) || exec(p, "COMMIT")) {
+  if ((version == 0 && create_schema(p)) || (version == 1 && migrate_v1(p)) ||
+      (version != SCHEMA_VERSION && exec(p, "PRAGMA user_version=" SCHEMA_VERSION_STR)) ||
+      exec(p, "COMMIT")) {
     sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
     return AE_EDB;
   }
   int prc;
-  if ((prc = prepare(p, "INSERT INTO vectors(fp,h,dim,checksum,created,accessed,vec) "
-                        "VALUES(?1,?2,?3,?5,?6,?6,?4) ON CONFLICT(fp,h) DO UPDATE SET "
-                        "dim=excluded.dim, vec=excluded.vec, checksum=excluded.checksum, "
-                        "accessed=excluded.accessed", &p->ins)) ||
-      (prc = prepare(p, "SELECT dim, vec, checksum, accessed FROM vectors WHERE fp=?1 AND h=?2",
+  if ((prc = prepare(p, "INSERT INTO vectors(fp,h,dim,checksum,created,vec) "
+                        "VALUES(?1,?2,?3,?5,?6,?4) ON CONFLICT(fp,h) DO UPDATE SET "
+                        "dim=excluded.dim, vec=excluded.vec, checksum=excluded.checksum",
+                     &p->ins)) ||
+      (prc = prepare(p, "INSERT INTO access(fp,h,accessed) VALUES(?1,?2,?3) "
+                        "ON CONFLICT(fp,h) DO UPDATE SET accessed=excluded.accessed", &p->acc_ins)) ||
+      (prc = prepare(p, "SELECT v.dim, v.vec, v.checksum, coalesce(a.accessed, 0) FROM vectors v "
+                        "LEFT JOIN access a ON a.fp=v.fp AND a.h=v.h WHERE v.fp=?1 AND v.h=?2",
                      &p->sel)) ||
       (prc = prepare(p, "DELETE FROM vectors WHERE fp=?1 AND h=?2", &p->del)) ||
-      (prc = prepare(p, "UPDATE vectors SET accessed=?3 WHERE fp=?1 AND h=?2", &p->touch)) ||
-      (prc = prepare(p, "DELETE FROM vectors WHERE id IN "
-                        "(SELECT id FROM vectors ORDER BY accessed LIMIT ?1)", &p->prune)) ||
+      (prc = prepare(p, "DELETE FROM access WHERE fp=?1 AND h=?2", &p->acc_del)) ||
+      (prc = prepare(p, "UPDATE access SET accessed=?3 WHERE fp=?1 AND h=?2", &p->touch)) ||
+      (prc = prepare(p, "INSERT INTO temp.doomed SELECT fp, h FROM access ORDER BY accessed "
+                        "LIMIT ?1", &p->doom)) ||
+      (prc = prepare(p, "DELETE FROM vectors WHERE (fp, h) IN (SELECT fp, h FROM temp.doomed)",
+                     &p->prune)) ||
+      (prc = prepare(p, "DELETE FROM access WHERE (fp, h) IN (SELECT fp, h FROM temp.doomed)",
+                     &p->acc_prune)) ||
+      (prc = prepare(p, "DELETE FROM temp.doomed", &p->undoom)) ||
       (prc = prepare(p, "SELECT coalesce(sum(dim)*4 + count(*)*" "64" ",0) FROM vectors", &p->size)))
     return prc;
   return AE_OK;
@@ -209,7 +239,8 @@ static int measure_size(ae__persist *p) {
 }
 
 static void close_db(ae__persist *p) {
-  sqlite3_stmt *sts[] = {p->ins, p->sel, p->del, p->touch, p->prune, p->size};
+  sqlite3_stmt *sts[] = {p->ins,  p->acc_ins, p->sel,       p->del,    p->acc_del, p->touch,
+                         p->doom, p->prune,   p->acc_prune, p->undoom, p->size};
   for (size_t i = 0; i < sizeof sts / sizeof *sts; i++) sqlite3_finalize(sts[i]);
   sqlite3_close(p->db);
   p->db = NULL;
@@ -246,8 +277,7 @@ int ae__persist_open(const char *path, const uint8_t fp[16], size_t max_mb,
   if (!p) return ae__error(AE_ENOMEM, "cache database %s: out of memory", path);
   pthread_mutex_init(&p->mu, NULL);
   p->path = ae__strdup(path);
-  p->touched = ae__malloc(MAX_TOUCHES * sizeof *p->touched);
-  if (!p->path || !p->touched) {
+  if (!p->path) {
     free_persist(p);
     return ae__error(AE_ENOMEM, "cache database %s: out of memory", path);
   }
@@ -290,6 +320,20 @@ static int step_done(ae__persist *p, sqlite3_stmt *st, const char *what) {
   return AE_OK;
 }
 
+static int cmp_hash(const void *a, const void *b) { return memcmp(a, b, 16); }
+
+/* Queues a last-access update for h (advisory: dropped when no memory). */
+static void queue_touch(ae__persist *p, const uint8_t h[16]) {
+  if (p->ntouch == p->cap_touch) {
+    size_t nc = p->cap_touch ? p->cap_touch * 2 : 1024;
+    uint8_t (*nt)[16] = ae__realloc(p->touched, nc * sizeof *nt);
+    if (!nt) return;
+    p->touched = nt;
+    p->cap_touch = nc;
+  }
+  memcpy(p->touched[p->ntouch++], h, 16);
+}
+
 /* Deletes the oldest-accessed rows until the file's content is under 90% of the cap. */
 static int prune_locked(ae__persist *p) {
   if (!p->max_bytes || p->stored_bytes <= p->max_bytes) return AE_OK;
@@ -304,10 +348,21 @@ static int prune_locked(ae__persist *p) {
     if (n_rows <= 0) break;
     uint64_t per_row = p->stored_bytes / (uint64_t)n_rows + 1;
     int64_t drop = (int64_t)((p->stored_bytes - target) / per_row) + 1;
-    sqlite3_bind_int64(p->prune, 1, drop);
-    int rc = step_done(p, p->prune, "prune");
-    if (rc) return rc;
-    p->st.pruned += (uint64_t)sqlite3_changes(p->db);
+    /* the oldest access times (through their index) name the rows to drop */
+    sqlite3_bind_int64(p->doom, 1, drop);
+    int rc = exec(p, "BEGIN IMMEDIATE");
+    if (!rc) rc = step_done(p, p->doom, "prune: pick the oldest");
+    if (!rc) rc = step_done(p, p->prune, "prune");
+    uint64_t gone = rc ? 0 : (uint64_t)sqlite3_changes(p->db);
+    if (!rc) rc = step_done(p, p->acc_prune, "prune access times");
+    if (!rc) rc = step_done(p, p->undoom, "prune: clear");
+    if (!rc) rc = exec(p, "COMMIT");
+    if (rc) {
+      if (!sqlite3_get_autocommit(p->db)) sqlite3_exec(p->db, "ROLLBACK", NULL, NULL, NULL);
+      sqlite3_exec(p->db, "DELETE FROM temp.doomed", NULL, NULL, NULL);
+      return rc;
+    }
+    p->st.pruned += gone;
     if ((rc = measure_size(p))) return rc;
   }
   return AE_OK;
@@ -329,7 +384,13 @@ static int flush_locked(ae__persist *p) {
     sqlite3_bind_int64(p->ins, 5, (int64_t)XXH3_64bits(w->data, nb));
     sqlite3_bind_int64(p->ins, 6, now);
     rc = step_done(p, p->ins, "write");
+    if (rc) break;
+    bind_key(p->acc_ins, p->fp, w->h);
+    sqlite3_bind_int64(p->acc_ins, 3, now);
+    rc = step_done(p, p->acc_ins, "write access time");
   }
+  /* in key order: the updates walk the access table's b-tree front to back */
+  if (!rc && p->ntouch > 1) qsort(p->touched, p->ntouch, sizeof *p->touched, cmp_hash);
   for (size_t i = 0; !rc && i < p->ntouch; i++) {
     bind_key(p->touch, p->fp, p->touched[i]);
     sqlite3_bind_int64(p->touch, 3, now);
@@ -438,6 +499,8 @@ static void reject_row(ae__persist *p, const uint8_t h[16]) {
   p->st.rejected++;
   bind_key(p->del, p->fp, h);
   if (step_done(p, p->del, "delete a bad row")) p->st.errors++;
+  bind_key(p->acc_del, p->fp, h);
+  if (step_done(p, p->acc_del, "delete a bad row's access time")) p->st.errors++;
 }
 
 static inline size_t pf_bucket(const ae__persist *p, const uint8_t h[16]) {
@@ -463,6 +526,33 @@ static void pf_grow(ae__persist *p) {
   p->pf = b;
 }
 
+static pf_ent *pf_find(ae__persist *p, const uint8_t h[16]) {
+  pf_ent *e = p->pf[pf_bucket(p, h)];
+  while (e && memcmp(e->h, h, 16) != 0) e = e->next;
+  return e;
+}
+
+/* The prefetched rows' access times: one range scan of this model's part of the
+ * access table (small records, key order). */
+static void prefetch_access_times(ae__persist *p) {
+  if (!p->pf_n) return;
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(p->db, "SELECT h, accessed FROM access WHERE fp=?1", -1, &st, NULL) !=
+      SQLITE_OK) {
+    db_fail(p, AE_EDB, "prefetch access times");
+    p->st.errors++;
+    return;
+  }
+  sqlite3_bind_blob(st, 1, p->fp, 16, SQLITE_STATIC);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const void *h = sqlite3_column_blob(st, 0);
+    if (!h || sqlite3_column_bytes(st, 0) != 16) continue;
+    pf_ent *e = pf_find(p, h);
+    if (e) e->accessed = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+}
+
 /* One sequential scan of this model's rows (table order) into the prefetch map, up
  * to the byte budget; rows with a wrong length or checksum are deleted afterwards. */
 static void prefetch_locked(ae__persist *p) {
@@ -472,7 +562,7 @@ static void prefetch_locked(ae__persist *p) {
   if (!p->pf) return;
   p->pf_mask = 1023;
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(p->db, "SELECT h, dim, vec, checksum, accessed FROM vectors "
+  if (sqlite3_prepare_v2(p->db, "SELECT h, dim, vec, checksum FROM vectors "
                                 "NOT INDEXED WHERE fp=?1", -1, &st, NULL) != SQLITE_OK) {
     db_fail(p, AE_EDB, "prefetch");
     p->st.errors++;
@@ -503,7 +593,7 @@ static void prefetch_locked(ae__persist *p) {
     if (!e) break;
     memcpy(e->h, h, 16);
     e->dim = (uint32_t)dim;
-    e->accessed = sqlite3_column_int64(st, 4);
+    e->accessed = 0; /* filled from the access table below */
     memcpy(e->data, blob, (size_t)nb);
     size_t k = pf_bucket(p, e->h);
     e->next = p->pf[k];
@@ -518,6 +608,7 @@ static void prefetch_locked(ae__persist *p) {
   sqlite3_finalize(st);
   for (size_t i = 0; i < nbad; i++) reject_row(p, bad[i]);
   ae__free(bad);
+  prefetch_access_times(p);
 }
 
 /* Serves h from the prefetch map, handing the entry over (it leaves the map). */
@@ -529,8 +620,7 @@ static int from_prefetch(ae__persist *p, const uint8_t h[16], float *out, uint32
   if (!e) return AE_EMISS;
   if (e->dim != dim) return AE_EMISMATCH;
   memcpy(out, e->data, (size_t)dim * sizeof(float));
-  if (now_s() - e->accessed >= TOUCH_GRANULARITY_S && p->ntouch < MAX_TOUCHES)
-    memcpy(p->touched[p->ntouch++], h, 16);
+  if (now_s() - e->accessed >= TOUCH_GRANULARITY_S) queue_touch(p, h);
   *pp = e->next;
   p->pf_n--;
   p->pf_bytes -= sizeof(pf_ent) + (size_t)dim * sizeof(float);
@@ -575,8 +665,7 @@ static int get_from_db(ae__persist *p, const uint8_t h[16], float *out, uint32_t
   }
   if (sdim != dim) return AE_EMISMATCH;
   p->st.hits++;
-  if (now_s() - accessed >= TOUCH_GRANULARITY_S && p->ntouch < MAX_TOUCHES)
-    memcpy(p->touched[p->ntouch++], h, 16);
+  if (now_s() - accessed >= TOUCH_GRANULARITY_S) queue_touch(p, h);
   return AE_OK;
 }
 

@@ -33,6 +33,44 @@ static inline void content_for(uint64_t id, char *buf, size_t n) {
            (unsigned long long)(id % 97));
 }
 
+/* The configuration the tests start from: the given limits, policy, shards and
+ * persistent file (NULL = memory only), no background thread (tests that want one
+ * set maintenance_interval_ms themselves). max_bytes 0 = the default limit. */
+static inline ae_cache_config test_cache_config(size_t max_entries, size_t max_bytes, int policy,
+                                                unsigned shards, const char *persist) {
+  ae_cache_config cfg;
+  ae_cache_config_default(&cfg);
+  cfg.max_entries = max_entries;
+  cfg.max_bytes = max_bytes;
+  cfg.policy = policy;
+  cfg.shards = shards;
+  cfg.maintenance_interval_ms = 0;
+  cfg.persist_path = persist;
+  return cfg;
+}
+
+/* Sets key to id's content (content_for) and vector (vec_for), dim floats. */
+static inline int cache_set_id(ae_cache *c, const char *key, uint64_t id, size_t dim) {
+  char content[128];
+  float v[4096];
+  if (dim > 4096) return AE_EINVAL;
+  content_for(id, content, sizeof content);
+  vec_for(id, v, dim);
+  return ae_cache_set(c, key, content, strlen(content), v, dim);
+}
+
+/* Gets key with id's content: AE_OK only for a hit returning id's exact vector,
+ * AE_EMISS on a miss, -100 for a hit with a wrong vector. */
+static inline int cache_get_id(ae_cache *c, const char *key, uint64_t id, size_t dim) {
+  char content[128];
+  float v[4096];
+  if (dim > 4096) return AE_EINVAL;
+  content_for(id, content, sizeof content);
+  int rc = ae_cache_get(c, key, content, strlen(content), v, dim);
+  if (rc == AE_OK && !vec_is(id, v, dim)) return -100;
+  return rc;
+}
+
 /* A clock the test moves by hand (atomic: the maintenance thread reads it). */
 static _Atomic uint64_t fake_now_ns = 1000000000ull;
 static inline uint64_t fake_clock(void *ud) { (void)ud; return atomic_load(&fake_now_ns); }

@@ -13,37 +13,16 @@
 #define DIM 16
 
 static ae_cache *make(size_t entries, size_t bytes, int policy, unsigned shards, int validate) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = entries;
-  cfg.max_bytes = bytes;
-  cfg.policy = policy;
-  cfg.shards = shards;
+  ae_cache_config cfg = test_cache_config(entries, bytes, policy, shards, NULL);
   cfg.enable_content_validation = validate;
-  cfg.maintenance_interval_ms = 0;
   ae_cache *c = NULL;
   int rc = ae_cache_new(&cfg, FP_A, &c);
   if (rc) fprintf(stderr, "ae_cache_new: %s\n", ae_last_error());
   return c;
 }
 
-static int set_id(ae_cache *c, const char *key, uint64_t id) {
-  char content[128];
-  float v[DIM];
-  content_for(id, content, sizeof content);
-  vec_for(id, v, DIM);
-  return ae_cache_set(c, key, content, strlen(content), v, DIM);
-}
-
-/* AE_OK only when hit AND vector is id's; AE_EMISS on miss; -100 on a wrong vector. */
-static int get_id(ae_cache *c, const char *key, uint64_t id) {
-  char content[128];
-  float v[DIM];
-  content_for(id, content, sizeof content);
-  int rc = ae_cache_get(c, key, content, strlen(content), v, DIM);
-  if (rc == AE_OK && !vec_is(id, v, DIM)) return -100;
-  return rc;
-}
+static int set_id(ae_cache *c, const char *key, uint64_t id) { return cache_set_id(c, key, id, DIM); }
+static int get_id(ae_cache *c, const char *key, uint64_t id) { return cache_get_id(c, key, id, DIM); }
 
 static ae_cache_metrics metrics(ae_cache *c) {
   ae_cache_metrics m;
@@ -154,6 +133,9 @@ static void test_content_sharing(void) {
   CHECK(get_id(c, "k3", 7) == AE_OK);
   CHECK(metrics(c).entries == 3 && metrics(c).vectors == 1);
   CHECK_OK(ae_cache_delete(c, "k1"));
+  /* k1's block holds the shared vector: it stays, its bytes now the vector's */
+  CHECK(accounting_exact(c, NULL, NULL));
+  CHECK(metrics(c).vectors == 1 && metrics(c).entries == 2);
   CHECK(get_id(c, "k2", 7) == AE_OK);
   CHECK_OK(ae_cache_delete(c, "k2"));
   CHECK_OK(ae_cache_delete(c, "k3"));
@@ -188,6 +170,46 @@ static void test_lru_order(void) {
   CHECK(get_id(c, "d", 4) == AE_OK);
   ae_cache_metrics m = metrics(c);
   CHECK(m.entries == 3 && m.evictions == 1);
+  ae_cache_free(c);
+}
+
+/* Exact LRU against a reference model over a long random sequence: hits are moved
+ * to the head lazily (the hit log replays them in batches), so runs of hundreds of
+ * hits between evictions, and single hits between evictions, must both leave exactly
+ * the reference's order. Every get's outcome and every eviction must match. */
+static void test_lru_matches_model(void) {
+  enum { CAP = 40, KEYS = 70 };
+  ae_cache *c = make(CAP, 1 << 24, AE_CACHE_LRU, 1, 1);
+  REQUIRE(c);
+  int order[CAP], n = 0; /* order[0] = most recent */
+  uint64_t x = 12345;
+  int mismatches = 0;
+  char key[16];
+  for (int step = 0; step < 40000; step++) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    /* phases: long hit-only runs over resident keys, then mixed traffic */
+    int k = (step / 2000) % 2 == 0 && n ? order[(x >> 8) % (uint64_t)n] : (int)(x % KEYS);
+    snprintf(key, sizeof key, "m%d", k);
+    int pos = -1;
+    for (int i = 0; i < n; i++)
+      if (order[i] == k) pos = i;
+    int rc = get_id(c, key, (uint64_t)k);
+    if ((rc == AE_OK) != (pos >= 0)) mismatches++;
+    if (pos >= 0) {
+      memmove(order + 1, order, (size_t)pos * sizeof *order);
+      order[0] = k;
+    } else {
+      if (rc != AE_OK && set_id(c, key, (uint64_t)k) != AE_OK) mismatches++;
+      if (n == CAP) n--; /* the model evicts its least recent */
+      memmove(order + 1, order, (size_t)n * sizeof *order);
+      order[0] = k;
+      n++;
+    }
+  }
+  CHECKF(mismatches == 0, "%d outcomes differ from the reference LRU", mismatches);
+  ae_cache_metrics m = metrics(c);
+  CHECK(m.entries == CAP);
+  CHECK(accounting_exact(c, NULL, NULL));
   ae_cache_free(c);
 }
 
@@ -545,6 +567,7 @@ int main(void) {
   test_fingerprint_in_key();
   test_content_sharing();
   test_lru_order();
+  test_lru_matches_model();
   test_byte_limit();
   test_random_sequences();
   test_tinylfu_scan_resistance();

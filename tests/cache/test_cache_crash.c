@@ -21,11 +21,7 @@
 #define ROUNDS 6
 
 static void child(const char *path, uint64_t start, int fd) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = 64;
-  cfg.maintenance_interval_ms = 0;
-  cfg.persist_path = path;
+  ae_cache_config cfg = test_cache_config(64, 0, AE_CACHE_LRU, 0, path);
   cfg.persist_batch_count = 1000000; /* flush only by hand */
   ae_cache *c = NULL;
   if (ae_cache_new(&cfg, FP_A, &c) || ae_cache_persist_status(c)) _exit(3);
@@ -91,11 +87,7 @@ int main(void) {
 
   /* every committed id is served exactly; ids past it may be present (written but
    * not yet reported) and must then be exact too */
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = 16;
-  cfg.maintenance_interval_ms = 0;
-  cfg.persist_path = path;
+  ae_cache_config cfg = test_cache_config(16, 0, AE_CACHE_LRU, 0, path);
   ae_cache *c = NULL;
   CHECK_OK(ae_cache_new(&cfg, FP_A, &c));
   REQUIRE(c);

@@ -8,37 +8,13 @@
 #define _GNU_SOURCE
 #include "astembed.h"
 #include "cache_test_util.h"
+#include "failalloc.h"
 #include "test.h"
 #include <stdlib.h>
 #include <unistd.h>
 
 #define DIM 24
 
-static long countdown = -1; /* fail when it reaches 0; -1 = never */
-static long live, injected;
-
-static void *t_malloc(size_t n, void *ud) {
-  if (countdown > 0 && --countdown == 0) {
-    injected++;
-    return NULL;
-  }
-  void *p = malloc(n);
-  if (p) live++;
-  return p;
-}
-static void *t_realloc(void *p, size_t n, void *ud) {
-  if (countdown > 0 && --countdown == 0) {
-    injected++;
-    return NULL;
-  }
-  void *q = realloc(p, n);
-  if (q && !p) live++;
-  return q;
-}
-static void t_free(void *p, void *ud) {
-  if (p) live--;
-  free(p);
-}
 
 typedef struct { int set_fail_ok, bad_status, wrong_vec, drift, missing_msg; } outcome;
 
@@ -98,36 +74,31 @@ static void verify(ae_cache *c, outcome *o) {
 }
 
 static void run_all(int policy, const char *persist) {
-  ae_allocator a = {t_malloc, t_realloc, t_free, NULL};
   int runs = 0, fails_seen = 0;
   outcome total = {0};
   for (long k = 1;; k++) {
     if (persist) unlink(persist);
-    ae_set_allocator(&a);
-    live = 0;
-    ae_cache_config cfg;
-    ae_cache_config_default(&cfg);
-    cfg.max_entries = 12;
-    cfg.max_bytes = 2200; /* binds: about 11 entries */
-    cfg.policy = policy;
-    cfg.shards = 2;
-    cfg.maintenance_interval_ms = 0;
-    cfg.persist_path = persist;
+    ae_set_allocator(&fa_allocator);
+    fa_live = 0;
+    fa_fail_at = 0;
+    /* 2200 bytes bind: about 11 entries */
+    ae_cache_config cfg = test_cache_config(12, 2200, policy, 2, persist);
     cfg.persist_batch_count = 8;
     ae_cache *c = NULL;
     if (ae_cache_new(&cfg, FP_A, &c) != AE_OK) {
       t_fail++;
       break;
     }
-    long before = injected;
-    countdown = k;
+    /* the k-th allocation of the workload fails */
+    fa_calls = 0;
+    fa_fail_at = k;
     workload(c, &total);
-    countdown = -1;
-    int hit_fault = injected > before;
+    fa_fail_at = 0;
+    int hit_fault = fa_calls >= k;
     verify(c, &total);
     ae_cache_free(c);
     ae_set_allocator(NULL);
-    CHECKF(live == 0, "k=%ld: %ld allocations leaked", k, live);
+    CHECKF(fa_live == 0, "k=%ld: %ld allocations leaked", k, fa_live);
     runs++;
     fails_seen += hit_fault;
     if (!hit_fault) break; /* k is past the workload's last allocation */

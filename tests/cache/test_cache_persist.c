@@ -10,6 +10,8 @@
 #include "cache_test_util.h"
 #include "test.h"
 #include <sqlite3.h>
+#include <time.h>
+#include <xxhash.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,15 +26,10 @@ static size_t g_max_bytes;
 
 static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entries,
                             size_t cap_mb, uint32_t batch) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = mem_entries;
-  cfg.maintenance_interval_ms = 0;
-  cfg.persist_path = path;
+  ae_cache_config cfg = test_cache_config(mem_entries, g_max_bytes, AE_CACHE_LRU, 0, path);
   cfg.persist_max_mb = cap_mb;
   cfg.persist_batch_count = batch;
   cfg.persist_no_prefetch = g_no_prefetch;
-  cfg.max_bytes = g_max_bytes;
   ae_cache *c = NULL;
   int rc = ae_cache_new(&cfg, fp, &c);
   if (rc) fprintf(stderr, "ae_cache_new(%s): %s\n", path, ae_last_error());
@@ -40,22 +37,15 @@ static ae_cache *open_cache(const char *path, const uint8_t *fp, size_t mem_entr
 }
 
 static int set_id(ae_cache *c, uint64_t id) {
-  char key[32], content[128];
-  float v[DIM];
+  char key[32];
   snprintf(key, sizeof key, "file_%llu.py", (unsigned long long)id);
-  content_for(id, content, sizeof content);
-  vec_for(id, v, DIM);
-  return ae_cache_set(c, key, content, strlen(content), v, DIM);
+  return cache_set_id(c, key, id, DIM);
 }
 
 static int get_id(ae_cache *c, uint64_t id, const char *key_prefix) {
-  char key[32], content[128];
-  float v[DIM];
+  char key[32];
   snprintf(key, sizeof key, "%s%llu.py", key_prefix, (unsigned long long)id);
-  content_for(id, content, sizeof content);
-  int rc = ae_cache_get(c, key, content, strlen(content), v, DIM);
-  if (rc == AE_OK && !vec_is(id, v, DIM)) return -100;
-  return rc;
+  return cache_get_id(c, key, id, DIM);
 }
 
 static int64_t sql_int(const char *path, const char *sql) {
@@ -201,7 +191,7 @@ static void test_pending_and_prune(const char *path) {
   sqlite3 *db;
   REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
   sqlite3_stmt *st;
-  REQUIRE(sqlite3_prepare_v2(db, "UPDATE vectors SET accessed = 1000 WHERE h = ?1", -1, &st, NULL) ==
+  REQUIRE(sqlite3_prepare_v2(db, "UPDATE access SET accessed = 1000 WHERE h = ?1", -1, &st, NULL) ==
           SQLITE_OK);
   for (uint64_t i = 0; i < 500; i++) {
     char content[128];
@@ -299,7 +289,7 @@ static void test_io_faults(void) {
   c = open_cache(path, FP_A, 10, 0, 64);
   REQUIRE(c);
   ae_cache_free(c);
-  CHECK(sql_int(path, "PRAGMA user_version") == 1);
+  CHECK(sql_int(path, "PRAGMA user_version") == 2);
   CHECK(sql_exec(path, "PRAGMA user_version=7") == SQLITE_OK);
   expect_memory_only(path, "schema version 7", AE_EFORMAT);
   /* locked: another connection holds the write lock while we open */
@@ -412,19 +402,141 @@ static void test_batching(void) {
   ae_cache_free(c);
 
   /* rows last used long ago: reading them queues touches, committed by the flush */
-  CHECK(sql_exec(path, "UPDATE vectors SET accessed = 1000") == SQLITE_OK);
+  CHECK(sql_exec(path, "UPDATE access SET accessed = 1000") == SQLITE_OK);
   for (int prefetch = 0; prefetch < 2; prefetch++) {
-    CHECK(sql_exec(path, "UPDATE vectors SET accessed = 1000") == SQLITE_OK);
+    CHECK(sql_exec(path, "UPDATE access SET accessed = 1000") == SQLITE_OK);
     g_no_prefetch = !prefetch;
     c = open_cache(path, FP_A, 100, 0, 100000);
     REQUIRE(c);
     for (uint64_t i = 0; i < 10; i++) CHECK(get_id(c, i, "t") == AE_OK);
-    CHECK(sql_int(path, "SELECT count(*) FROM vectors WHERE accessed = 1000") == 10);
+    CHECK(sql_int(path, "SELECT count(*) FROM access WHERE accessed = 1000") == 10);
     CHECK_OK(ae_cache_flush(c));
-    CHECK(sql_int(path, "SELECT count(*) FROM vectors WHERE accessed > 1000") == 10);
+    CHECK(sql_int(path, "SELECT count(*) FROM access WHERE accessed > 1000") == 10);
     ae_cache_free(c);
   }
   g_no_prefetch = 0;
+  /* a minute's granularity: rows read two minutes ago are touched again, rows read
+   * ten seconds ago are not rewritten */
+  for (int recent = 0; recent < 2; recent++) {
+    CHECK(sql_exec(path, recent ? "UPDATE access SET accessed = unixepoch() - 10"
+                                : "UPDATE access SET accessed = unixepoch() - 120") == SQLITE_OK);
+    c = open_cache(path, FP_A, 100, 0, 100000);
+    REQUIRE(c);
+    for (uint64_t i = 0; i < 10; i++) CHECK(get_id(c, i, "g") == AE_OK);
+    CHECK_OK(ae_cache_flush(c));
+    ae_cache_free(c);
+    CHECK(sql_int(path, recent ? "SELECT count(*) FROM access WHERE accessed < unixepoch() - 5"
+                               : "SELECT count(*) FROM access WHERE accessed >= unixepoch() - 5") == 10);
+  }
+}
+
+/* A version 1 file (the access time a column of the vector rows), written here with
+ * version 1's SQL. Opening it migrates to version 2 keeping every row and its access
+ * time; every vector is then served, a bad row is still rejected, another model's
+ * rows stay apart, and pruning still drops the least recently used rows first. */
+static void v1_row(sqlite3_stmt *ins, ae_cache *hasher, const uint8_t *fp, uint64_t id,
+                   int64_t accessed, int bad) {
+  char content[128];
+  uint8_t h[16];
+  float v[DIM];
+  content_for(id, content, sizeof content);
+  ae__cache_content_hash(hasher, content, strlen(content), h);
+  vec_for(id, v, DIM);
+  sqlite3_bind_blob(ins, 1, fp, 16, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(ins, 2, h, 16, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(ins, 3, DIM);
+  sqlite3_bind_int64(ins, 4, (int64_t)XXH3_64bits(v, sizeof v) + bad);
+  sqlite3_bind_int64(ins, 5, accessed);
+  sqlite3_bind_int64(ins, 6, accessed);
+  sqlite3_bind_blob(ins, 7, v, sizeof v, SQLITE_TRANSIENT);
+  CHECK(sqlite3_step(ins) == SQLITE_DONE);
+  sqlite3_reset(ins);
+}
+
+static void test_migrate_v1(void) {
+  enum { N = 400, OLD = 200 };
+  char path[512];
+  snprintf(path, sizeof path, "%s/v1.db", dir);
+  ae_cache *ha = NULL, *hb = NULL;
+  CHECK_OK(ae_cache_new(NULL, FP_A, &ha));
+  CHECK_OK(ae_cache_new(NULL, FP_B, &hb));
+  REQUIRE(ha && hb);
+  sqlite3 *db;
+  REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+      "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; BEGIN;"
+      "CREATE TABLE vectors( id INTEGER PRIMARY KEY, fp BLOB NOT NULL, h BLOB NOT NULL,"
+      " dim INTEGER NOT NULL, checksum INTEGER NOT NULL, created INTEGER NOT NULL,"
+      " accessed INTEGER NOT NULL, vec BLOB NOT NULL);"
+      "CREATE UNIQUE INDEX vectors_key ON vectors(fp, h);"
+      "CREATE INDEX vectors_accessed ON vectors(accessed);"
+      "PRAGMA user_version=1;", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_stmt *ins;
+  REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO vectors(fp,h,dim,checksum,created,accessed,vec) "
+                                 "VALUES(?1,?2,?3,?4,?5,?6,?7)", -1, &ins, NULL) == SQLITE_OK);
+  int64_t now = (int64_t)time(NULL), old_sum = 0;
+  for (uint64_t id = 0; id < N; id++) {
+    int64_t acc = id < OLD ? 1000 + (int64_t)id : now;
+    if (id < OLD) old_sum += acc;
+    v1_row(ins, ha, FP_A, id, acc, 0);
+  }
+  v1_row(ins, ha, FP_A, N, now, 1);   /* a bad checksum */
+  v1_row(ins, hb, FP_B, 500, now, 0); /* another model's row */
+  sqlite3_finalize(ins);
+  REQUIRE(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  ae_cache_free(ha);
+  ae_cache_free(hb);
+
+  /* open = migrate: times kept, column gone */
+  ae_cache *c = open_cache(path, FP_A, 1000, 0, 100000);
+  REQUIRE(c);
+  CHECK(ae_cache_persist_status(c) == AE_OK);
+  ae_cache_free(c);
+  CHECK(sql_int(path, "PRAGMA user_version") == 2);
+  CHECK(sql_int(path, "SELECT count(*) FROM pragma_table_info('vectors') WHERE name='accessed'") == 0);
+  CHECK(sql_int(path, "SELECT count(*) FROM access") == N + 2);
+  CHECK(sql_int(path, "SELECT count(*) FROM vectors") == N + 2);
+  CHECK(sql_int(path, "SELECT count(*) FROM access WHERE accessed < 2000") == OLD);
+  CHECK(sql_int(path, "SELECT sum(accessed) FROM access WHERE accessed < 2000") == old_sum);
+
+  /* 300 new rows take the file past a 1 MiB cap: the oldest accessed go first */
+  c = open_cache(path, FP_A, 1000, 1, 100000);
+  REQUIRE(c);
+  for (uint64_t id = 1000; id < 1300; id++) CHECK_OK(set_id(c, id));
+  CHECK_OK(ae_cache_flush(c));
+  ae_cache_metrics m;
+  ae_cache_metrics_get(c, &m);
+  CHECK(m.persist_pruned > 50);
+  ae_cache_free(c);
+  CHECK(sql_int(path, "SELECT count(*) FROM access") == sql_int(path, "SELECT count(*) FROM vectors"));
+
+  for (int pass = 0; pass < 2; pass++) {
+    g_no_prefetch = pass;
+    c = open_cache(path, FP_A, 2000, 0, 100000);
+    REQUIRE(c);
+    int young_missing = 0, order_broken = 0, old_present = 0, seen_present = 0;
+    for (uint64_t id = OLD; id < N; id++) young_missing += get_id(c, id, "v") != AE_OK;
+    for (uint64_t id = 1000; id < 1300; id++) young_missing += get_id(c, id, "v") != AE_OK;
+    for (uint64_t id = 0; id < OLD; id++) {
+      int present = get_id(c, id, "v") == AE_OK;
+      order_broken += seen_present && !present; /* pruned strictly oldest first */
+      seen_present |= present;
+      old_present += present;
+    }
+    CHECKF(young_missing == 0, "%d recently used rows missing after migration", young_missing);
+    CHECK(order_broken == 0 && old_present < OLD - 50);
+    CHECK(get_id(c, N, "v") == AE_EMISS); /* the bad row */
+    ae_cache_metrics_get(c, &m);
+    CHECK(pass == 1 || m.persist_rejected == 1);
+    ae_cache_free(c);
+  }
+  g_no_prefetch = 0;
+  c = open_cache(path, FP_B, 10, 0, 100000);
+  REQUIRE(c);
+  CHECK(get_id(c, 500, "b") == AE_OK);
+  CHECK(get_id(c, 1, "b") == AE_EMISS);
+  ae_cache_free(c);
 }
 
 int main(void) {
@@ -450,6 +562,7 @@ int main(void) {
   test_io_faults();
   test_corrupt_pages();
   test_batching();
+  test_migrate_v1();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   CHECK(system(cmd) == 0);

@@ -82,14 +82,8 @@ static void *worker(void *p) {
 
 static void run(int policy, unsigned shards, size_t max_entries, size_t max_bytes,
                 const char *persist, int ops) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = max_entries;
-  cfg.max_bytes = max_bytes;
-  cfg.policy = policy;
-  cfg.shards = shards;
+  ae_cache_config cfg = test_cache_config(max_entries, max_bytes, policy, shards, persist);
   cfg.maintenance_interval_ms = 1;
-  cfg.persist_path = persist;
   cfg.persist_batch_count = 64;
   cfg.persist_batch_ms = 5;
   ae_cache *c = NULL;
