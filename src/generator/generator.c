@@ -67,6 +67,8 @@ struct ae_generator {
   int last_batch_size, strategy_changes, cleanups;
   uint64_t mp_processed, mp_succeeded;
   double last_memory_pct, peak_memory_pct;
+  /* the batch optimizer's unit (see next_chunk): mean tokens per miss, all calls */
+  double unit_tokens_sum, unit_items;
 };
 
 /* Work state of one ae_generator_embed call. */
@@ -360,6 +362,8 @@ static int tokenize_misses(job *j) {
   size_t total_tokens = 0;
   for (size_t k = 0; k < j->n_miss; k++) total_tokens += j->n_ids[j->miss[k]];
   j->mean_tokens = j->n_miss ? (double)total_tokens / (double)j->n_miss : 1;
+  g->unit_tokens_sum += (double)total_tokens;
+  g->unit_items += (double)j->n_miss;
   qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_length_desc, j->n_ids);
   g->tokenize_ms += ae__now_ms() - t0;
   return AE_OK;
@@ -402,17 +406,47 @@ static void record_sample(ae_generator *g, int items, int tokens, double ms, int
   ae_batchopt_record(g->opt, &s);
 }
 
-/* The next sub-batch starting at miss[a], limited to end: at most the optimizer's
- * batch size and token budget (at least one item, so an over-budget sequence still
- * runs). */
+/* The batch optimizer's unit. The misses run longest first (256 tokens at the start
+ * of a cold run, 20 at its end), so a batch of k items is a different amount of work
+ * at each end of the run, and the best k for long items (a few: a 256-token item
+ * already fills the GEMMs) is far too small for short ones. Measured in items, the
+ * optimizer settled on 3-4 items early in the run and kept them for the short items
+ * too (an average of 4 items per batch over a cold run, ~80 tokens per batch at its
+ * end). So the generator speaks to the optimizer in mean-length items: a recommended
+ * size k is a budget of k × (mean tokens per miss) tokens, cut from the length-ordered
+ * misses (as many items as fit, at least one); each batch is reported as its tokens /
+ * mean tokens per miss "items", with its tokens and its raw time, and the optimizer
+ * compares sizes by tokens per second. The mean runs over every miss this generator
+ * has tokenized, so the unit stays put across calls. */
+static double unit_tokens(const ae_generator *g) {
+  double t = g->unit_items > 0 ? g->unit_tokens_sum / g->unit_items : 0;
+  return t >= 1 ? t : 1;
+}
+
+/* A batch of `items` items and `tokens` tokens in the optimizer's unit, within its
+ * [min, max] batch size. */
+static int unit_items(const ae_generator *g, int tokens) {
+  const ae_batchopt_config *c = &g->cfg.batch_optimizer.config;
+  long k = lround((double)tokens / unit_tokens(g));
+  if (k < c->min_batch_size) k = c->min_batch_size;
+  if (k > c->max_batch_size) k = c->max_batch_size;
+  return (int)k;
+}
+
+/* The next sub-batch starting at miss[a], limited to end: the optimizer's size as a
+ * token budget (see unit_tokens), further capped by its token budget, and at most as
+ * many items as the scratch holds (at least one item, so an over-budget sequence
+ * still runs). */
 static size_t next_chunk(job *j, size_t a, size_t end) {
   ae_generator *g = j->g;
   size_t max_items = FIXED_BATCH, budget = (size_t)-1;
   if (g->opt) {
     ae_batch_recommendation rec;
     if (ae_batchopt_recommend(g->opt, &rec) == AE_OK) {
-      max_items = rec.batch_size > 0 ? (size_t)rec.batch_size : 1;
-      budget = rec.token_budget > 0 ? (size_t)rec.token_budget : (size_t)-1;
+      max_items = j->scratch_rows;
+      double units = rec.batch_size > 0 ? (double)rec.batch_size : 1;
+      budget = (size_t)ceil(units * unit_tokens(g));
+      if (rec.token_budget > 0 && (size_t)rec.token_budget < budget) budget = (size_t)rec.token_budget;
       if (rec.batch_size != g->last_batch_size) {
         logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d, token budget %d (%s)",
               g->last_batch_size, rec.batch_size, rec.token_budget, rec.reason);
@@ -517,11 +551,13 @@ static int batch_fn(void *ctx, size_t first, size_t count, int *status) {
     g->encode_ms += ms;
     g->batches++;
     g->tokens += (uint64_t)tokens;
-    /* The misses run longest first, so raw items/s would rise through the run
-     * whatever the batch size; the optimizer gets the time the batch would have
-     * taken at the mean length, which leaves only the batch size's own effect. */
-    double equiv_ms = tokens > 0 ? ms * (double)(b - a) * j->mean_tokens / (double)tokens : ms;
-    record_sample(g, (int)(b - a), tokens, equiv_ms, ok, ok > 0);
+    /* in the optimizer's unit (see unit_tokens): succeeded share of the batch */
+    if (g->opt) {
+      int units = unit_items(g, tokens);
+      int ok_units = (int)lround((double)units * ok / (double)(b - a));
+      if (ok > 0 && ok_units < 1) ok_units = 1;
+      record_sample(g, units, tokens, ms, ok_units, ok > 0);
+    }
     a = b;
   }
   commit_range(j, first, end);
