@@ -67,8 +67,6 @@ struct ae_generator {
   int last_batch_size, strategy_changes, cleanups;
   uint64_t mp_processed, mp_succeeded;
   double last_memory_pct, peak_memory_pct;
-  /* the batch optimizer's unit (see next_chunk): mean tokens per miss, all calls */
-  double unit_tokens_sum, unit_items;
 };
 
 /* Work state of one ae_generator_embed call. */
@@ -362,8 +360,6 @@ static int tokenize_misses(job *j) {
   size_t total_tokens = 0;
   for (size_t k = 0; k < j->n_miss; k++) total_tokens += j->n_ids[j->miss[k]];
   j->mean_tokens = j->n_miss ? (double)total_tokens / (double)j->n_miss : 1;
-  g->unit_tokens_sum += (double)total_tokens;
-  g->unit_items += (double)j->n_miss;
   qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_length_desc, j->n_ids);
   g->tokenize_ms += ae__now_ms() - t0;
   return AE_OK;
@@ -410,17 +406,18 @@ static void record_sample(ae_generator *g, int items, int tokens, double ms, int
  * of a cold run, 20 at its end), so a batch of k items is a different amount of work
  * at each end of the run, and the best k for long items (a few: a 256-token item
  * already fills the GEMMs) is far too small for short ones. Measured in items, the
- * optimizer settled on 3-4 items early in the run and kept them for the short items
- * too (an average of 4 items per batch over a cold run, ~80 tokens per batch at its
- * end). So the generator speaks to the optimizer in mean-length items: a recommended
- * size k is a budget of k × (mean tokens per miss) tokens, cut from the length-ordered
- * misses (as many items as fit, at least one); each batch is reported as its tokens /
- * mean tokens per miss "items", with its tokens and its raw time, and the optimizer
- * compares sizes by tokens per second. The mean runs over every miss this generator
- * has tokenized, so the unit stays put across calls. */
+ * optimizer settled on 3-4 items early in a cold run and kept them for the short
+ * items too (4 items per batch on average, ~80 tokens per batch at the end). So the
+ * generator speaks to the optimizer in units of max-length sequences: a recommended
+ * size k is a budget of k × max_length tokens, cut from the length-ordered misses (as
+ * many items as fit, and the scratch holds); each batch is reported as
+ * tokens / max_length units (rounded, at least 1), with its tokens and its raw time,
+ * and the optimizer compares sizes by tokens per second. The unit is the longest
+ * item, so every size the optimizer asks for can be run as asked: with a smaller
+ * unit (the mean length was tried) a 256-token item is several units, the sizes below
+ * it cannot be run, and the search stalled there. */
 static double unit_tokens(const ae_generator *g) {
-  double t = g->unit_items > 0 ? g->unit_tokens_sum / g->unit_items : 0;
-  return t >= 1 ? t : 1;
+  return g->max_len >= 1 ? (double)g->max_len : 256.0;
 }
 
 /* A batch of `items` items and `tokens` tokens in the optimizer's unit, within its
@@ -435,8 +432,7 @@ static int unit_items(const ae_generator *g, int tokens) {
 
 /* The next sub-batch starting at miss[a], limited to end: the optimizer's size as a
  * token budget (see unit_tokens), further capped by its token budget, and at most as
- * many items as the scratch holds (at least one item, so an over-budget sequence
- * still runs). */
+ * many items as the scratch holds (at least one item). */
 static size_t next_chunk(job *j, size_t a, size_t end) {
   ae_generator *g = j->g;
   size_t max_items = FIXED_BATCH, budget = (size_t)-1;
