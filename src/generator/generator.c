@@ -444,8 +444,8 @@ static size_t next_chunk(job *j, size_t a, size_t end) {
       budget = (size_t)ceil(units * unit_tokens(g));
       if (rec.token_budget > 0 && (size_t)rec.token_budget < budget) budget = (size_t)rec.token_budget;
       if (rec.batch_size != g->last_batch_size) {
-        logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d, token budget %d (%s)",
-              g->last_batch_size, rec.batch_size, rec.token_budget, rec.reason);
+        logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d max-length sequences, "
+              "token budget %zu (%s)", g->last_batch_size, rec.batch_size, budget, rec.reason);
         g->last_batch_size = rec.batch_size;
       }
     }
@@ -729,8 +729,10 @@ int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
   if (g->opt) {
     ae_batch_analytics a;
     if (ae_batchopt_analytics(g->opt, &a) == AE_OK) {
-      m->batch_optimizer.average_batch_size = a.average_batch_size;
-      m->batch_optimizer.average_throughput = a.average_throughput_items;
+      /* the optimizer counts in max-length units (see unit_tokens): items per batch and
+       * per second come from the generator's own counters */
+      m->batch_optimizer.average_batch_size = g->batches ? (double)g->embedded / (double)g->batches : 0;
+      m->batch_optimizer.average_throughput = g->encode_ms > 0 ? (double)g->embedded / (g->encode_ms / 1000) : 0;
       m->batch_optimizer.average_throughput_tokens = a.average_throughput_tokens;
       m->batch_optimizer.optimization_score = a.optimization_score;
       m->batch_optimizer.resource_utilization = a.resource_utilization;
@@ -738,8 +740,10 @@ int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
     }
     ae_batch_recommendation r;
     if (ae_batchopt_recommend(g->opt, &r) == AE_OK) {
+      /* in max-length units; the budget is what next_chunk cuts batches by */
       m->batch_optimizer.recommended_batch_size = r.batch_size;
-      m->batch_optimizer.token_budget = r.token_budget;
+      double units = (double)r.batch_size * unit_tokens(g);
+      m->batch_optimizer.token_budget = units < r.token_budget ? (int)units : r.token_budget;
     }
   } else if (g->batches) {
     m->batch_optimizer.average_batch_size = (double)g->embedded / (double)g->batches;
@@ -871,8 +875,9 @@ int ae_generator_optimize(ae_generator *g) {
   if (g->opt) {
     ae_batch_recommendation r;
     if (ae_batchopt_recommend(g->opt, &r) == AE_OK)
-      logf_(g, AE_LOG_INFO, "batch optimizer: recommends %d items / %d tokens (confidence %.2f): %s",
-            r.batch_size, r.token_budget, r.confidence, r.reason);
+      logf_(g, AE_LOG_INFO, "batch optimizer: recommends batches of %d max-length sequences "
+            "(%.0f tokens; confidence %.2f): %s", r.batch_size, r.batch_size * unit_tokens(g),
+            r.confidence, r.reason);
   }
   malloc_trim(0);
   return AE_OK;
