@@ -45,10 +45,19 @@
  * cpu). PASS when the optimizer's median is within 5% of the best fixed size's.
  * --sweep N prints the per-batch median tokens/s of every fixed size 1..N instead
  * (1, 2, 4, ... when --sweep-pow2), to see the curve.
+ *
+ * OpenMP waiting. By default libgomp's threads spin (up to GOMP_SPINCOUNT, 300000
+ * iterations) at every barrier before sleeping. On a machine shared with other
+ * processes, a thread whose partner was preempted spins for the whole wait, so CPU
+ * time per token rises with the load, the most for small batches (the same ~40
+ * barriers a forward pass for fewer tokens). --omp-wait passive (the bench sets
+ * OMP_WAIT_POLICY and runs itself again, since libgomp reads it once at load) makes
+ * the threads sleep at once: CPU per token no longer depends on the load.
  */
 #define _GNU_SOURCE
 #include "common/common.h"
 
+#include <errno.h>
 #include <ftw.h>
 #include <math.h>
 #include <omp.h>
@@ -614,12 +623,33 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: bench_adaptive [--kernel encoder|synthetic] [--rounds R] [--chunks C]\n"
           "         [--chunk N] [--batches B] [--threads T] [--seed S] [--clock cpu|wall]\n"
-          "         [--sweep N] [--sweep-pow2] [--history N] [--trace]\n"
+          "         [--sweep N] [--sweep-pow2] [--history N] [--trace] [--omp-wait passive|active]\n"
           "  encoder:   [--model DIR] [--data FILE.jsonl] [--items N]\n"
           "  synthetic: [--dim D] [--overhead-mb M] [--spread SIGMA]\n");
 }
 
+/* --omp-wait POLICY: libgomp reads OMP_WAIT_POLICY once, when it is loaded, so the
+ * bench sets it and runs itself again (without the option). */
+static void reexec_with_wait_policy(int argc, char **argv, const char *policy) {
+  if (strcmp(policy, "passive") && strcmp(policy, "active")) {
+    fprintf(stderr, "bench_adaptive: --omp-wait %s: expected passive or active\n", policy);
+    exit(2);
+  }
+  char **args = calloc((size_t)argc + 1, sizeof *args);
+  int n = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--omp-wait") && i + 1 < argc) { i++; continue; }
+    args[n++] = argv[i];
+  }
+  setenv("OMP_WAIT_POLICY", policy, 1);
+  execv("/proc/self/exe", args);
+  fprintf(stderr, "bench_adaptive: cannot run itself again: %s\n", strerror(errno));
+  exit(1);
+}
+
 int main(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--omp-wait")) reexec_with_wait_policy(argc, argv, argv[i + 1]);
   int kind = K_ENCODER, kind_given = 0, rounds = -1, chunks = -1, chunk = -1, batches = -1;
   int dim = 128, threads = -1, n_items = 2048, sweep_max = 0, sweep_pow2 = 0;
   double overhead_mb = 8;
@@ -709,9 +739,10 @@ int main(int argc, char **argv) {
       sum += w.len[i];
       at_max += w.len[i] >= ae_encoder_max_length(w.enc);
     }
-    printf("bench_adaptive: encoder %s (dim %d, max length %d), %d thread(s); %d annotations "
-           "from %s, %.1f tokens mean, %.0f%% truncated at the max length\n",
-           model, w.dim, ae_encoder_max_length(w.enc), threads, w.n_items, data,
+    printf("bench_adaptive: encoder %s (dim %d, max length %d), %d thread(s), OMP_WAIT_POLICY "
+           "%s; %d annotations from %s, %.1f tokens mean, %.0f%% truncated at the max length\n",
+           model, w.dim, ae_encoder_max_length(w.enc), threads,
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset", w.n_items, data,
            sum / w.n_items, 100.0 * at_max / w.n_items);
   } else {
     printf("bench_adaptive: synthetic padded-encoder kernel (d=%d, %.0f MiB per-batch overhead, "
