@@ -47,7 +47,8 @@
  *      then one in four, so that the fit keeps learning while most batches run at the
  *      estimate. Samples age out of the history, so the optimizer follows drift.
  *   3. Back off: a failed batch halves the size; memory above target, or CPU above
- *      target when a smaller size is known to keep CPU within it, multiplies the size
+ *      target when smaller sizes are known to keep CPU within it (means over 3 or more
+ *      samples, see cpu_over_evidence), multiplies the size
  *      by 1 - aggressiveness. A back-off also sets a ceiling at the new size (and a
  *      token ceiling from the batch's tokens), so the search cannot walk straight back
  *      into trouble; every min_samples/2 healthy batches in a row raise the ceiling
@@ -86,6 +87,7 @@
 #define MIN_JUDGED_SIZE 4
 #define TOKEN_HEADROOM 2.0
 #define TPI_ALPHA 0.1
+#define CPU_EVIDENCE 3
 
 enum { PH_EXPLORE = 0, PH_EXPLOIT = 1 };
 
@@ -412,8 +414,35 @@ static int recent_failed_size(const ae_batchopt *o) {
   return fail;
 }
 
+/* CPU evidence for a back-off: the mean CPU at this size (over CPU_EVIDENCE samples
+ * or more) is above target while the samples at smaller sizes (as many, pooled) are
+ * within it on average. One reading is not evidence: process CPU over a short batch
+ * is a few clock ticks (±1 tick is ±30% for a 15 ms batch on two cores), and on a
+ * shared machine a batch whose threads were preempted reads low. Judged on single
+ * readings, a generator whose encoder saturates the cores at every size backed off
+ * batch after batch down to one item (its first batches, run while the machine was
+ * busy, had read 50%). */
+static int cpu_over_evidence(const ae_batchopt *o, int size) {
+  double here = 0, below = 0;
+  int here_n = 0, below_n = 0;
+  for (int k = 0; k < o->nb; k++) {
+    if (o->b[k].size == size) { here += o->b[k].cpu_sum; here_n += o->b[k].cpu_n; }
+    else if (o->b[k].size < size) { below += o->b[k].cpu_sum; below_n += o->b[k].cpu_n; }
+  }
+  return here_n >= CPU_EVIDENCE && below_n >= CPU_EVIDENCE &&
+         here / here_n > o->c.target_cpu_usage && below / below_n <= o->c.target_cpu_usage;
+}
+
+/* Smallest size with CPU evidence over target (see cpu_over_evidence), or 0. */
+static int hot_size(const ae_batchopt *o) {
+  int hot = 0;
+  for (int k = 0; k < o->nb; k++)
+    if ((!hot || o->b[k].size < hot) && cpu_over_evidence(o, o->b[k].size)) hot = o->b[k].size;
+  return hot;
+}
+
 /* Every min_samples/2 (at least 2) healthy batches in a row, loosen the ceilings by
- * 1 + aggr. */
+ * 1 + aggr, but not onto a size that failed or ran over the CPU target. */
 static void relax_ceiling(ae_batchopt *o) {
   int every = o->c.min_samples / 2 < 2 ? 2 : o->c.min_samples / 2;
   if (o->healthy_run == 0 || o->healthy_run % every) return;
@@ -428,20 +457,16 @@ static void relax_ceiling(ae_batchopt *o) {
       int cap = mid > o->ceiling ? mid : o->ceiling;
       if (up > cap) up = cap;
     }
+    /* a size measured over the CPU target stays out of reach while its samples are
+     * retained, as a failed one does */
+    int hot = hot_size(o);
+    if (hot && up >= hot) up = hot - 1 > o->ceiling ? hot - 1 : o->ceiling;
     o->ceiling = up >= o->c.max_batch_size ? 0 : up;
   }
   if (o->tok_ceiling) {
     long up = (long)ceil(o->tok_ceiling * (1 + o->c.aggressiveness));
     o->tok_ceiling = up > INT_MAX / 2 ? 0 : (int)(up <= o->tok_ceiling ? o->tok_ceiling + 1 : up);
   }
-}
-
-static int smaller_size_within_cpu(const ae_batchopt *o, int size) {
-  for (int k = 0; k < o->nb; k++)
-    if (o->b[k].size < size && o->b[k].cpu_n &&
-        o->b[k].cpu_sum / o->b[k].cpu_n <= o->c.target_cpu_usage)
-      return 1;
-  return 0;
 }
 
 static void explore_step(ae_batchopt *o, const ae_batch_sample *s) {
@@ -513,7 +538,7 @@ int ae_batchopt_record(ae_batchopt *o, const ae_batch_sample *s) {
 
   int mem_over = s->memory_usage >= 0 && s->memory_usage > o->c.target_memory_usage;
   int cpu_over = s->cpu_usage >= 0 && s->cpu_usage > o->c.target_cpu_usage &&
-                 smaller_size_within_cpu(o, s->batch_size);
+                 cpu_over_evidence(o, s->batch_size);
   char why[128];
   if (!s->success) {
     back_off(o, s, 0.5, "the batch failed");

@@ -30,16 +30,6 @@ static const char *const k_strategy_names[AE_STRAT_COUNT] = {"streaming", "conse
 static const char *const k_policies[] = {"lru", "tinylfu", NULL};
 static const char *const k_approaches[] = {"sequential", "parallel", NULL};
 
-static void strategies_default(ae_strategy *s) {
-  static const ae_strategy d[AE_STRAT_COUNT] = {
-    {"streaming", 1, AE_APPROACH_SEQUENTIAL, 0.1, 0.2, 1},
-    {"conservative", 16, AE_APPROACH_SEQUENTIAL, 0.3, 0.4, 50},
-    {"balanced", 32, AE_APPROACH_PARALLEL, 0.5, 0.6, 100},
-    {"aggressive", 128, AE_APPROACH_PARALLEL, 0.8, 0.9, 200},
-  };
-  memcpy(s, d, sizeof d);
-}
-
 void ae_generator_config_default(ae_generator_config *c) {
   memset(c, 0, sizeof *c);
   c->model.enabled = 1;
@@ -55,8 +45,6 @@ void ae_generator_config_default(ae_generator_config *c) {
 
   c->memory_processor.enabled = 1;
   ae_memproc_config_default(&c->memory_processor.config);
-  /* the seed's per-strategy overhead estimates, as the config/ JSON presets write them out */
-  strategies_default(c->memory_processor.config.strategies);
 }
 
 int ae_generator_config_preset(ae_generator_config *c, const char *name) {

@@ -433,20 +433,50 @@ static void record_sample(ae_generator *g, int items, int tokens, double ms, int
   ae_batchopt_record(g->opt, &s);
 }
 
-/* The next sub-batch starting at miss[a], limited to end: at most the optimizer's
- * batch size and token budget (at least one item, so an over-budget sequence still
- * runs). */
+/* The batch optimizer's unit. The misses run longest first (256 tokens at the start
+ * of a cold run, 20 at its end), so a batch of k items is a different amount of work
+ * at each end of the run, and the best k for long items (a few: a 256-token item
+ * already fills the GEMMs) is far too small for short ones. Measured in items, the
+ * optimizer settled on 3-4 items early in a cold run and kept them for the short
+ * items too (4 items per batch on average, ~80 tokens per batch at the end). So the
+ * generator speaks to the optimizer in units of max-length sequences: a recommended
+ * size k is a budget of k × max_length tokens, cut from the length-ordered misses (as
+ * many items as fit, and the scratch holds); each batch is reported as
+ * tokens / max_length units (rounded, at least 1), with its tokens and its raw time,
+ * and the optimizer compares sizes by tokens per second. The unit is the longest
+ * item, so every size the optimizer asks for can be run as asked: with a smaller
+ * unit (the mean length was tried) a 256-token item is several units, the sizes below
+ * it cannot be run, and the search stalled there. */
+static double unit_tokens(const ae_generator *g) {
+  return g->max_len >= 1 ? (double)g->max_len : 256.0;
+}
+
+/* A batch of `items` items and `tokens` tokens in the optimizer's unit, within its
+ * [min, max] batch size. */
+static int unit_items(const ae_generator *g, int tokens) {
+  const ae_batchopt_config *c = &g->cfg.batch_optimizer.config;
+  long k = lround((double)tokens / unit_tokens(g));
+  if (k < c->min_batch_size) k = c->min_batch_size;
+  if (k > c->max_batch_size) k = c->max_batch_size;
+  return (int)k;
+}
+
+/* The next sub-batch starting at miss[a], limited to end: the optimizer's size as a
+ * token budget (see unit_tokens), further capped by its token budget, and at most as
+ * many items as the scratch holds (at least one item). */
 static size_t next_chunk(job *j, size_t a, size_t end) {
   ae_generator *g = j->g;
   size_t max_items = FIXED_BATCH, budget = (size_t)-1;
   if (g->opt) {
     ae_batch_recommendation rec;
     if (ae_batchopt_recommend(g->opt, &rec) == AE_OK) {
-      max_items = rec.batch_size > 0 ? (size_t)rec.batch_size : 1;
-      budget = rec.token_budget > 0 ? (size_t)rec.token_budget : (size_t)-1;
+      max_items = j->scratch_rows;
+      double units = rec.batch_size > 0 ? (double)rec.batch_size : 1;
+      budget = (size_t)ceil(units * unit_tokens(g));
+      if (rec.token_budget > 0 && (size_t)rec.token_budget < budget) budget = (size_t)rec.token_budget;
       if (rec.batch_size != g->last_batch_size) {
-        logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d, token budget %d (%s)",
-              g->last_batch_size, rec.batch_size, rec.token_budget, rec.reason);
+        logf_(g, AE_LOG_DEBUG, "batch optimizer: batch size %d -> %d max-length sequences, "
+              "token budget %zu (%s)", g->last_batch_size, rec.batch_size, budget, rec.reason);
         g->last_batch_size = rec.batch_size;
       }
     }
@@ -549,11 +579,13 @@ static int batch_fn(void *ctx, size_t first, size_t count, int *status) {
     g->encode_ms += ms;
     g->batches++;
     g->tokens += (uint64_t)tokens;
-    /* The misses run longest first, so raw items/s would rise through the run
-     * whatever the batch size; the optimizer gets the time the batch would have
-     * taken at the mean length, which leaves only the batch size's own effect. */
-    double equiv_ms = tokens > 0 ? ms * (double)(b - a) * j->mean_tokens / (double)tokens : ms;
-    record_sample(g, (int)(b - a), tokens, equiv_ms, ok, ok > 0);
+    /* in the optimizer's unit (see unit_tokens): succeeded share of the batch */
+    if (g->opt) {
+      int units = unit_items(g, tokens);
+      int ok_units = (int)lround((double)units * ok / (double)(b - a));
+      if (ok > 0 && ok_units < 1) ok_units = 1;
+      record_sample(g, units, tokens, ms, ok_units, ok > 0);
+    }
     a = b;
   }
   commit_range(j, first, end);
@@ -729,8 +761,10 @@ int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
   if (g->opt) {
     ae_batch_analytics a;
     if (ae_batchopt_analytics(g->opt, &a) == AE_OK) {
-      m->batch_optimizer.average_batch_size = a.average_batch_size;
-      m->batch_optimizer.average_throughput = a.average_throughput_items;
+      /* the optimizer counts in max-length units (see unit_tokens): items per batch and
+       * per second come from the generator's own counters */
+      m->batch_optimizer.average_batch_size = g->batches ? (double)g->embedded / (double)g->batches : 0;
+      m->batch_optimizer.average_throughput = g->encode_ms > 0 ? (double)g->embedded / (g->encode_ms / 1000) : 0;
       m->batch_optimizer.average_throughput_tokens = a.average_throughput_tokens;
       m->batch_optimizer.optimization_score = a.optimization_score;
       m->batch_optimizer.resource_utilization = a.resource_utilization;
@@ -738,8 +772,10 @@ int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
     }
     ae_batch_recommendation r;
     if (ae_batchopt_recommend(g->opt, &r) == AE_OK) {
+      /* in max-length units; the budget is what next_chunk cuts batches by */
       m->batch_optimizer.recommended_batch_size = r.batch_size;
-      m->batch_optimizer.token_budget = r.token_budget;
+      double units = (double)r.batch_size * unit_tokens(g);
+      m->batch_optimizer.token_budget = units < r.token_budget ? (int)units : r.token_budget;
     }
   } else if (g->batches) {
     m->batch_optimizer.average_batch_size = (double)g->embedded / (double)g->batches;
@@ -871,8 +907,9 @@ int ae_generator_optimize(ae_generator *g) {
   if (g->opt) {
     ae_batch_recommendation r;
     if (ae_batchopt_recommend(g->opt, &r) == AE_OK)
-      logf_(g, AE_LOG_INFO, "batch optimizer: recommends %d items / %d tokens (confidence %.2f): %s",
-            r.batch_size, r.token_budget, r.confidence, r.reason);
+      logf_(g, AE_LOG_INFO, "batch optimizer: recommends batches of %d max-length sequences "
+            "(%.0f tokens; confidence %.2f): %s", r.batch_size, r.batch_size * unit_tokens(g),
+            r.confidence, r.reason);
   }
   malloc_trim(0);
   return AE_OK;

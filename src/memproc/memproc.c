@@ -65,16 +65,19 @@ struct ae_memproc {
 static const char *const strat_names[AE_STRAT_COUNT] = {"streaming", "conservative",
                                                         "balanced", "aggressive"};
 
+/* The memory and CPU overheads are the seed's advisory estimates (reported, not acted
+ * on); they are the one source of the values config/production.json and
+ * config/development.json write out. */
 void ae_memproc_config_default(ae_memproc_config *c) {
   memset(c, 0, sizeof *c);
   c->strategies[AE_STRAT_STREAMING] =
-      (ae_strategy){strat_names[0], 1, AE_APPROACH_SEQUENTIAL, 0.1, 0.5, 1};
+      (ae_strategy){strat_names[0], 1, AE_APPROACH_SEQUENTIAL, 0.1, 0.2, 1};
   c->strategies[AE_STRAT_CONSERVATIVE] =
-      (ae_strategy){strat_names[1], 16, AE_APPROACH_SEQUENTIAL, 0.3, 0.7, 50};
+      (ae_strategy){strat_names[1], 16, AE_APPROACH_SEQUENTIAL, 0.3, 0.4, 50};
   c->strategies[AE_STRAT_BALANCED] =
-      (ae_strategy){strat_names[2], 32, AE_APPROACH_PARALLEL, 0.6, 0.85, 100};
+      (ae_strategy){strat_names[2], 32, AE_APPROACH_PARALLEL, 0.5, 0.6, 100};
   c->strategies[AE_STRAT_AGGRESSIVE] =
-      (ae_strategy){strat_names[3], 128, AE_APPROACH_PARALLEL, 1.0, 1.0, 200};
+      (ae_strategy){strat_names[3], 128, AE_APPROACH_PARALLEL, 0.8, 0.9, 200};
   c->critical = 85;
   c->high = 70;
   c->normal = 55;
