@@ -731,6 +731,9 @@ int ae_generator_new(const ae_generator_config *cfg, ae_generator **out);
 int ae_generator_set_store(ae_generator *g, ae_store *s);
 /* force: ignore the cache tiers and re-embed everything. */
 void ae_generator_set_force(ae_generator *g, int force);
+/* Before init: the load-cache folder passed to ae_encoder_load (see
+ * ae_encoder_options.cache_dir; copied; NULL = none, the default). */
+int ae_generator_set_load_cache_dir(ae_generator *g, const char *dir);
 void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level);
 void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud);
 /* Loads the model and creates the cache, optimizer and memory processor. */

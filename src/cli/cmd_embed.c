@@ -259,6 +259,10 @@ int cmd_embed(int argc, char **argv) {
   snprintf(cfg.model.path, sizeof cfg.model.path, "%s", model);
   if (o.threads) cfg.model.threads = o.threads;
 
+  if (o.log_level >= AE_LOG_DEBUG) {
+    const char *wp = getenv("OMP_WAIT_POLICY");
+    fprintf(stderr, "astembed: debug: OpenMP wait policy %s\n", wp ? wp : "default (spin, then sleep)");
+  }
   ui u;
   memset(&u, 0, sizeof u);
   u.level = o.log_level;
@@ -284,6 +288,7 @@ int cmd_embed(int argc, char **argv) {
   if ((rc = ae_store_open(o.db, 0, &store))) { ae_annotation_set_free(set); return cli_fail("opening the index", rc); }
   if ((rc = ae_generator_new(&cfg, &g)) || (rc = ae_generator_set_store(g, store))) goto fail;
   ae_generator_set_force(g, o.force);
+  if ((rc = ae_generator_set_load_cache_dir(g, cli_load_cache_dir()))) goto fail;
   ae_generator_set_log(g, on_log, &u, o.log_level);
   ae_generator_set_progress(g, on_progress, &u);
   if ((rc = ae_generator_init(g))) goto fail;

@@ -34,22 +34,6 @@ static void usage(FILE *f) {
     "                     ~/.cache/astembed; ASTEMBED_CACHE_DIR=off disables it)\n");
 }
 
-const char *cli_load_cache_dir(void) {
-  static char buf[4096];
-  const char *env = getenv("ASTEMBED_CACHE_DIR");
-  if (env && *env) {
-    if (!strcmp(env, "off") || !strcmp(env, "0") || !strcmp(env, "none")) return NULL;
-    snprintf(buf, sizeof buf, "%s", env);
-    return buf;
-  }
-  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  /* the XDG spec: a relative XDG_CACHE_HOME is invalid and ignored */
-  if (xdg && xdg[0] == '/') snprintf(buf, sizeof buf, "%s/astembed", xdg);
-  else if (home && *home) snprintf(buf, sizeof buf, "%s/.cache/astembed", home);
-  else return NULL;
-  return buf;
-}
-
 enum { FMT_PLAIN, FMT_JSON, FMT_MD };
 
 typedef struct {

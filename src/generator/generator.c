@@ -53,6 +53,7 @@ struct ae_generator {
   ae_probe *probe;
   ae_store *store;
   int store_registered;
+  char *load_cache_dir;     /* ae_encoder_options.cache_dir, NULL = none */
   ae_log_fn log;
   void *log_ud;
   int log_level;
@@ -122,6 +123,14 @@ int ae_generator_new(const ae_generator_config *cfg, ae_generator **out) {
 }
 
 void ae_generator_set_force(ae_generator *g, int force) { g->force = force; }
+int ae_generator_set_load_cache_dir(ae_generator *g, const char *dir) {
+  if (g->initialized) return ae__error(AE_ESTATE, "generator: set the load-cache folder before init");
+  char *copy = dir ? ae__strdup(dir) : NULL;
+  if (dir && !copy) return ae__error(AE_ENOMEM, "generator: out of memory");
+  ae__free(g->load_cache_dir);
+  g->load_cache_dir = copy;
+  return AE_OK;
+}
 void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level) {
   g->log = fn; g->log_ud = ud; g->log_level = level;
 }
@@ -156,7 +165,8 @@ int ae_generator_init(ae_generator *g) {
   if (c->model.enabled) {
     if (!c->model.path[0])
       return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
-    ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length};
+    ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length,
+                             .cache_dir = g->load_cache_dir};
     if ((rc = ae_encoder_load(c->model.path, &eo, &g->enc))) return rc;
     g->dim = ae_encoder_dim(g->enc);
     g->max_len = ae_encoder_max_length(g->enc);
@@ -208,6 +218,7 @@ void ae_generator_free(ae_generator *g) {
   ae_batchopt_free(g->opt);
   ae_cache_free(g->cache);
   ae_encoder_free(g->enc);
+  ae__free(g->load_cache_dir);
   pthread_mutex_destroy(&g->lock);
   ae__free(g);
 }

@@ -243,6 +243,14 @@ int main(void) {
     }
   }
 
+  /* embed re-executes itself with the passive OpenMP wait policy unless one was chosen */
+  snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT %s embed --input %s --db %s --model %s"
+           " --dry-run --log-level debug", bin, input, db, model);
+  CHECK(run(cmd, NULL) == 0 && strstr(stderr_text(), "OpenMP wait policy passive"));
+  snprintf(cmd, sizeof cmd, "env OMP_WAIT_POLICY=active %s embed --input %s --db %s --model %s"
+           " --dry-run --log-level debug", bin, input, db, model);
+  CHECK(run(cmd, NULL) == 0 && strstr(stderr_text(), "OpenMP wait policy active"));
+
   /* errors */
   snprintf(cmd, sizeof cmd, "%s embed --db %s --model %s", bin, db, model);
   CHECK(run(cmd, NULL) == 2);                                     /* no input */

@@ -335,6 +335,29 @@ static void test_sigkill(void) {
   CHECKF(killed >= 2, "only %d of 3 children were killed mid-run", killed);
 }
 
+/* The load-cache folder reaches the encoder: the first init writes the compiled
+ * tokenizer and the weights entry there, and a second generator loads the same
+ * fingerprint from them. Setting it after init is refused. */
+static void test_load_cache_dir(void) {
+  char cdir[160], cmd[512];
+  snprintf(cdir, sizeof cdir, "%s/loadcache", dir);
+  ae_generator_config c;
+  config(&c);
+  uint8_t fp[2][16];
+  for (int k = 0; k < 2; k++) {
+    ae_generator *g = NULL;
+    REQUIRE(ae_generator_new(&c, &g) == AE_OK);
+    CHECK_OK(ae_generator_set_load_cache_dir(g, cdir));
+    CHECK_OK(ae_generator_init(g));
+    ae_generator_fingerprint(g, fp[k]);
+    CHECK(ae_generator_set_load_cache_dir(g, NULL) == AE_ESTATE);
+    ae_generator_free(g);
+    snprintf(cmd, sizeof cmd, "ls %s/tokenizer-*.aetok %s/weights-*.aew >/dev/null 2>&1", cdir, cdir);
+    CHECKF(system(cmd) == 0, "round %d: no compiled tokenizer or weights entry in %s", k, cdir);
+  }
+  CHECK(!memcmp(fp[0], fp[1], 16));
+}
+
 int main(void) {
   strcpy(dir, "/tmp/ae_gen_XXXXXX");
   REQUIRE(mkdtemp(dir));
@@ -344,6 +367,7 @@ int main(void) {
   n = ae_annotation_set_count(set);
   if (n > 240) n = 240;
   test_paths();
+  test_load_cache_dir();
   test_bad_items();
   test_store_tiers();
   test_sigkill();
