@@ -121,15 +121,21 @@ static int make_parent(const char *path) {
 #define AE__STR2(x) #x
 #define AE__STR(x) AE__STR2(x)
 
-/* Version 1 -> 2 in one transaction: the new column, every existing row unknown. */
-static int upgrade_v1(ae_store *s) {
+/* Runs sql then more (may be NULL) in one write transaction: all or nothing. */
+static int exec_tx(ae_store *s, const char *sql, const char *more) {
   int rc = exec(s, "BEGIN IMMEDIATE");
   if (rc) return rc;
-  rc = exec(s, "ALTER TABLE vectors ADD COLUMN truncated INTEGER NOT NULL DEFAULT -1;"
-               "PRAGMA user_version = 2");
+  rc = exec(s, sql);
+  if (!rc && more) rc = exec(s, more);
   if (!rc) rc = exec(s, "COMMIT");
   else sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
+}
+
+/* Version 1 -> 2: the new column, every existing row unknown. */
+static int upgrade_v1(ae_store *s) {
+  return exec_tx(s, "ALTER TABLE vectors ADD COLUMN truncated INTEGER NOT NULL DEFAULT -1;"
+                    "PRAGMA user_version = 2", NULL);
 }
 
 static int check_schema(ae_store *s, int read_only) {
@@ -159,12 +165,7 @@ static int check_schema(ae_store *s, int read_only) {
   sqlite3_finalize(st);
   if (tables)
     return ae__error(AE_EFORMAT, "%s: database has tables but is not an astembed index", s->path);
-  int rc = exec(s, "BEGIN IMMEDIATE");
-  if (!rc) rc = exec(s, k_schema);
-  if (!rc) rc = exec(s, "PRAGMA user_version = " AE__STR(SCHEMA_VERSION));
-  if (!rc) rc = exec(s, "COMMIT");
-  else sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  return rc;
+  return exec_tx(s, k_schema, "PRAGMA user_version = " AE__STR(SCHEMA_VERSION));
 }
 
 int ae_store_open(const char *path, int read_only, ae_store **out) {
