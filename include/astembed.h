@@ -132,6 +132,18 @@ typedef struct {
                        * the result of the NaN/Inf scan, so neither reads the 90 MB
                        * again. Same encoder, fingerprint and vectors either way; an
                        * unusable cache is ignored. */
+  const char *precision; /* NULL or "f32" (default): everything in f32. "bf16": the dense
+                       * layers' GEMMs take bf16 inputs (weights rounded to bf16 once at
+                       * load, activations before each GEMM) and accumulate in f32;
+                       * embeddings, attention, LayerNorm, softmax, GELU, residuals and
+                       * pooling stay f32. About 2x the GEMM rate on AVX512-BF16 CPUs;
+                       * vectors within cosine ~0.9999 of f32 (see README). Its own
+                       * fingerprint, so f32 and bf16 vectors never mix in a cache or
+                       * store. With AE_PREPACK_OFF the GEMMs run in f32 whatever the
+                       * precision (there is no bf16 copy of the weights); the
+                       * fingerprint still follows the precision. Other values:
+                       * AE_EINVAL naming the value. AE_EUNSUPPORTED when oneDNN has no
+                       * bf16 matmul on this CPU (it needs AVX-512). */
 } ae_encoder_options;
 
 enum { AE_PREPACK_AUTO = 0, AE_PREPACK_ON = 1, AE_PREPACK_OFF = -1 };
@@ -148,9 +160,15 @@ int ae_encoder_dim(const ae_encoder *enc);
 int ae_encoder_max_length(const ae_encoder *enc);
 const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc);
 /* 16-byte fingerprint over config, weights, tokenizer, max length, pooling,
- * normalisation and precision ("f32"): vectors from two encoders are
+ * normalisation and precision ("f32" or "bf16"): vectors from two encoders are
  * interchangeable iff their fingerprints are equal. */
 void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]);
+/* The fingerprint this encoder would have with another precision ("f32", "bf16";
+ * AE_EINVAL naming any other): lets a reader find which precision a stored
+ * fingerprint was made with without loading the model again. */
+int ae_encoder_fingerprint_as(const ae_encoder *enc, const char *precision, uint8_t out[16]);
+/* "f32" or "bf16", as loaded. */
+const char *ae_encoder_precision(const ae_encoder *enc);
 
 /* Embeds n token sequences (each already truncated, with special tokens) into
  * out[n * dim]. Sequences may have any lengths from 1 to max_position_embeddings;

@@ -103,6 +103,15 @@ static int init_gemms(ae_encoder *enc) {
   const ae__bert_config *c = &enc->model->cfg;
   const int H = c->hidden, I = c->intermediate;
   int rc;
+  if (!enc->plain && enc->precision == AE__PREC_BF16) {
+    ae__bf16_buf *b = &enc->a16;
+    if ((rc = ae__gemm_init_bf16(&enc->g_qkv, enc->eng, H, 3 * H, AE__EPI_BIAS, 0, b)) ||
+        (rc = ae__gemm_init_bf16(&enc->g_o, enc->eng, H, H, AE__EPI_BIAS_RESIDUAL, 0, b)) ||
+        (rc = ae__gemm_init_bf16(&enc->g_i, enc->eng, H, I, AE__EPI_BIAS_ACT, c->act, b)) ||
+        (rc = ae__gemm_init_bf16(&enc->g_out, enc->eng, I, H, AE__EPI_BIAS_RESIDUAL, 0, b)))
+      return rc;
+    return AE_OK;
+  }
   if (enc->plain) {
     if ((rc = ae__gemm_init_plain(&enc->g_qkv, enc->eng, H, H, 3 * H, AE__EPI_BIAS, 0)) ||
         (rc = ae__gemm_init_plain(&enc->g_o, enc->eng, H, H, H, AE__EPI_BIAS_RESIDUAL, 0)) ||
@@ -119,14 +128,27 @@ static int init_gemms(ae_encoder *enc) {
   return AE_OK;
 }
 
-static void fingerprint(ae_encoder *enc) {
-  uint8_t buf[16 + 4];
+static const char *const k_precision_names[] = {"f32", "bf16"};
+
+int ae__precision_parse(const char *name, int *prec) {
+  for (int i = 0; i < 2; i++)
+    if (!name || !strcmp(name, k_precision_names[i])) { *prec = name ? i : AE__PREC_F32; return AE_OK; }
+  return ae__error(AE_EINVAL, "encoder: unknown precision '%s' (f32 or bf16)", name);
+}
+
+/* The encoder's fingerprint = XXH3-128(model fingerprint || precision name || NUL):
+ * f32 and bf16 vectors of one model never share a cache or store entry. (For f32
+ * this is the same 20 bytes as before precisions existed, so f32 caches stay valid.) */
+static void fingerprint_as(const ae_encoder *enc, int prec, uint8_t out[16]) {
+  uint8_t buf[16 + 8];
+  const char *name = k_precision_names[prec];
+  size_t n = strlen(name) + 1;
   memcpy(buf, enc->model->fingerprint, 16);
-  memcpy(buf + 16, "f32", 4);
-  XXH128_hash_t h = XXH3_128bits(buf, sizeof buf);
+  memcpy(buf + 16, name, n);
+  XXH128_hash_t h = XXH3_128bits(buf, 16 + n);
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, h);
-  memcpy(enc->fingerprint, c.digest, 16);
+  memcpy(out, c.digest, 16);
 }
 
 int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
@@ -143,12 +165,15 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   if (opts && opts->max_length > c->max_positions)
     return ae__error(AE_ERANGE, "encoder: max_length %d exceeds the model's %d positions",
                      opts->max_length, c->max_positions);
+  int prec = AE__PREC_F32;
+  if (opts && ae__precision_parse(opts->precision, &prec)) return AE_EINVAL;
   ae_encoder *enc = ae__calloc(1, sizeof *enc);
   if (!enc) return ae__error(AE_ENOMEM, "encoder: out of memory");
   enc->model = m;
   enc->tok = tok;
   enc->threads = opts && opts->threads > 0 ? opts->threads : ae__cpu_count();
   enc->plain = opts && opts->prepack < 0;
+  enc->precision = prec;
   enc->max_length = opts && opts->max_length > 0 ? opts->max_length : m->max_length;
   if (enc->max_length <= 0 || enc->max_length > c->max_positions) enc->max_length = c->max_positions;
   enc->chunk_tokens = 2048;
@@ -173,7 +198,7 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
     rc = ae__error(AE_ENOMEM, "encoder: out of memory");
     goto fail;
   }
-  fingerprint(enc);
+  fingerprint_as(enc, enc->precision, enc->fingerprint);
   enc->free_model = free_model;
   enc->free_tok = free_tok;
   *out = enc;
@@ -209,6 +234,7 @@ void ae_encoder_free(ae_encoder *enc) {
   free_buffers(enc);
   ae__free(enc->off);
   ae__aligned_free(enc->scratch);
+  ae__aligned_free(enc->a16.p);
   if (enc->free_model) enc->free_model(enc->model);
   if (enc->free_tok && enc->tok) enc->free_tok(enc->tok);
   ae__free(enc);
@@ -219,6 +245,16 @@ int ae_encoder_max_length(const ae_encoder *enc) { return enc->max_length; }
 const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc) { return enc->tok; }
 void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]) {
   memcpy(out, enc->fingerprint, 16);
+}
+const char *ae_encoder_precision(const ae_encoder *enc) {
+  return k_precision_names[enc->precision];
+}
+int ae_encoder_fingerprint_as(const ae_encoder *enc, const char *precision, uint8_t out[16]) {
+  int prec;
+  if (!enc || !out) return ae__error(AE_EINVAL, "encoder: NULL argument");
+  if (ae__precision_parse(precision, &prec)) return AE_EINVAL;
+  fingerprint_as(enc, prec, out);
+  return AE_OK;
 }
 
 /* Grows the activation buffers to hold rows (a multiple of 4) and seqs sequences. */

@@ -16,12 +16,24 @@
 enum { AE__EPI_BIAS = 0, AE__EPI_BIAS_ACT = 1, AE__EPI_BIAS_RESIDUAL = 2 };
 #define AE__GEMM_CACHE 24
 
+/* A growable bf16 buffer shared by the GEMMs of one encoder: the current GEMM's A
+ * converted to bf16 (only one GEMM runs at a time). */
+typedef struct {
+  uint16_t *p;
+  size_t cap;                  /* elements */
+} ae__bf16_buf;
+
 /* One GEMM shape of the model: C[M,N] = A[M,K] x W[K,N] + bias (+ epilogue), with
  * W stored packed in the layout oneDNN chose for it. M varies with the batch; one
- * primitive is cached per M bucket (M rounded up to 16 by the caller). */
+ * primitive is cached per M bucket (M rounded up to 16 by the caller).
+ * bf16 GEMMs (ae__gemm_init_bf16): W is packed as bf16, A arrives in f32 and is
+ * rounded to bf16 into *abuf before each run, accumulation, bias, epilogue and C
+ * stay f32. */
 typedef struct {
   int K, N, epilogue, act;     /* act: AE__ACT_* (for AE__EPI_BIAS_ACT) */
   int ldc;                     /* row stride of C (N, or 3H for one of Q|K|V) */
+  int bf16;                    /* 1: bf16 A and W, f32 accumulation and C */
+  ae__bf16_buf *abuf;          /* bf16 only: where A is converted */
   dnnl_engine_t eng;
   dnnl_memory_desc_t w_md;     /* packed weight layout */
   size_t w_bytes;
@@ -35,18 +47,26 @@ typedef struct {
 } ae__gemm;
 
 int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act);
+/* The same with bf16 A and W (W packed to bf16 by ae__gemm_pack, A converted into
+ * *abuf by ae__gemm_run). AE_EUNSUPPORTED, saying so, when oneDNN has no bf16
+ * matmul on this CPU (it needs at least AVX-512; without AVX512-BF16 it emulates). */
+int ae__gemm_init_bf16(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act,
+                       ae__bf16_buf *abuf);
 /* The same GEMM on weights used in place as loaded (PyTorch [N, K], no pack);
  * C rows are ldc floats apart (ldc >= N). */
 int ae__gemm_init_plain(ae__gemm *g, dnnl_engine_t eng, int K, int N, int ldc, int epilogue,
                         int act);
 void ae__gemm_destroy(ae__gemm *g);
-/* Packs a PyTorch Linear weight [N, K] (row-major) into *packed (64-byte aligned,
- * allocated with ae__aligned_alloc). */
-int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **packed);
+/* Packs a PyTorch Linear weight [N, K] (row-major, f32) into *packed (64-byte
+ * aligned, allocated with ae__aligned_alloc; f32 or bf16 elements as the GEMM). */
+int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, void **packed);
 /* C = A x W + bias (+ act, or + C for the residual epilogue). A is [M,K] and C is
- * [M,N] with rows ldc floats apart. */
-int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const float *packed,
+ * [M,N] with rows ldc floats apart, both f32. */
+int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const void *packed,
                  const float *bias, float *C);
+/* dst[i] = src[i] rounded to the nearest bf16 (ties to even), n elements; run by
+ * the calling OpenMP team's threads when n is large. */
+void ae__to_bf16(const float *src, uint16_t *dst, size_t n);
 
 void *ae__aligned_alloc(size_t bytes);   /* 64-byte aligned, through the hook */
 void ae__aligned_free(void *p);
@@ -75,7 +95,7 @@ enum { AE__PH_EMBED, AE__PH_QKV, AE__PH_ATTN, AE__PH_O, AE__PH_LN, AE__PH_FFN1, 
 extern const char *const ae__phase_names[AE__PH_COUNT];
 
 typedef struct {
-  float *qkv_w, *o_w, *i_w, *out_w;  /* packed */
+  void *qkv_w, *o_w, *i_w, *out_w;   /* packed (f32 or bf16), or the model's f32 */
   float *qkv_b;                      /* [3H] = q_b | k_b | v_b */
 } ae__packed_layer;
 
@@ -94,6 +114,8 @@ struct ae_encoder {
   dnnl_stream_t st;
   ae__gemm g_qkv, g_o, g_i, g_out;   /* plain mode: g_qkv is one of Q|K|V (N = H) */
   int plain;                         /* AE_PREPACK_OFF: pl[] points into the model */
+  int precision;                     /* AE__PREC_*: the GEMMs' inputs (plain: always f32) */
+  ae__bf16_buf a16;                  /* bf16 GEMMs: A converted */
   ae__packed_layer *pl;
 
   /* activations, grown as needed, reused by every call */
@@ -109,6 +131,10 @@ struct ae_encoder {
   int profile;
   uint64_t prof_ns[AE__PH_COUNT];
 };
+
+enum { AE__PREC_F32 = 0, AE__PREC_BF16 = 1 };
+/* "f32" (or NULL) -> AE__PREC_F32, "bf16" -> AE__PREC_BF16, else AE_EINVAL naming it. */
+int ae__precision_parse(const char *name, int *prec);
 
 /* Builds an encoder around an already loaded model (and optional tokenizer). When
  * free_model / free_tok are given the encoder owns the object and frees it with

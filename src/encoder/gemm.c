@@ -8,10 +8,18 @@
  *
  * Why a cache per M: a matmul primitive has M baked in. Creating one costs ~0.4 ms,
  * so the caller rounds M up to a multiple of 16 and we keep the most recently used
- * AE__GEMM_CACHE primitives per shape (LRU); a batch reuses them for every layer. */
+ * AE__GEMM_CACHE primitives per shape (LRU); a batch reuses them for every layer.
+ *
+ * bf16 (opt-in precision): on AVX512-BF16 CPUs oneDNN's bf16 matmul (vdpbf16ps, bf16
+ * products summed in f32) runs at twice the f32 rate. Weights are reordered to bf16
+ * once, at load, in the layout oneDNN picks for bf16; A is rounded to bf16 into a
+ * shared buffer before every run (one pass over A, a few % of the GEMM); bias,
+ * post-ops and C stay f32, so only the GEMM inputs lose precision (8 bits of
+ * mantissa, relative rounding error <= 2^-9 per element). */
 #include "encoder/encoder.h"
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #define DNNL_TRY(call, what)                                                           \
@@ -45,9 +53,10 @@ static int make_pd(ae__gemm *g, int M, const dnnl_memory_desc_t *w_md,
   dnnl_dims_t da = {M, g->K}, db = {g->K, g->N}, dbias = {1, g->N}, dc = {M, g->N};
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t po = NULL;
-  DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_f32, dnnl_ab), "src desc");
+  dnnl_data_type_t in_dt = g->bf16 ? dnnl_bf16 : dnnl_f32;
+  DNNL_TRY(dnnl_memory_desc_init_by_tag(&a, 2, da, in_dt, dnnl_ab), "src desc");
   if (w_md) b = *w_md;
-  else DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_f32, dnnl_format_tag_any), "weights desc");
+  else DNNL_TRY(dnnl_memory_desc_init_by_tag(&b, 2, db, in_dt, dnnl_format_tag_any), "weights desc");
   DNNL_TRY(dnnl_memory_desc_init_by_tag(&bias, 2, dbias, dnnl_f32, dnnl_ab), "bias desc");
   dnnl_dims_t sc = {g->ldc, 1};   /* dst rows may be strided (Q|K|V in one buffer) */
   DNNL_TRY(dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc), "dst desc");
@@ -89,8 +98,8 @@ int ae__gemm_init_plain(ae__gemm *g, dnnl_engine_t eng, int K, int N, int ldc, i
   return AE_OK;
 }
 
-int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act) {
-  init_fields(g, eng, K, N, N, epilogue, act);
+/* Asks oneDNN for its weight layout at a representative M (see the top comment). */
+static int choose_layout(ae__gemm *g) {
   dnnl_primitive_desc_t pd = NULL;
   int rc = make_pd(g, 1024, NULL, &pd);
   if (rc) return rc;
@@ -98,6 +107,23 @@ int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, in
   g->w_bytes = dnnl_memory_desc_get_size(&g->w_md);
   dnnl_primitive_desc_destroy(pd);
   return AE_OK;
+}
+
+int ae__gemm_init(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act) {
+  init_fields(g, eng, K, N, N, epilogue, act);
+  return choose_layout(g);
+}
+
+int ae__gemm_init_bf16(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogue, int act,
+                       ae__bf16_buf *abuf) {
+  init_fields(g, eng, K, N, N, epilogue, act);
+  g->bf16 = 1;
+  g->abuf = abuf;
+  int rc = choose_layout(g);
+  if (rc == AE_EUNSUPPORTED)  /* oneDNN: no bf16 matmul implementation here */
+    rc = ae__error(AE_EUNSUPPORTED, "precision bf16: oneDNN has no bf16 matmul on this CPU "
+                   "(it needs AVX-512; use precision f32)");
+  return rc;
 }
 
 static void entry_clear(ae__gemm *g, int i) {
@@ -113,7 +139,7 @@ void ae__gemm_destroy(ae__gemm *g) {
   for (int i = 0; i < AE__GEMM_CACHE; i++) entry_clear(g, i);
 }
 
-int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **packed) {
+int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, void **packed) {
   int rc = AE_OK;
   dnnl_memory_desc_t plain;
   dnnl_dims_t db = {g->K, g->N};
@@ -122,7 +148,8 @@ int ae__gemm_pack(ae__gemm *g, dnnl_stream_t st, const float *w_nk, float **pack
   dnnl_primitive_t r = NULL;
   *packed = ae__aligned_alloc(g->w_bytes);
   if (!*packed) return ae__error(AE_ENOMEM, "encoder: out of memory packing weights");
-  /* [N, K] row-major is the [K, N] matrix with strides (1, K): tag "ba". */
+  /* [N, K] row-major is the [K, N] matrix with strides (1, K): tag "ba". The reorder
+   * also converts f32 -> bf16 (round to nearest even) for a bf16 GEMM. */
   DNNL_TRY(dnnl_memory_desc_init_by_tag(&plain, 2, db, dnnl_f32, dnnl_ba), "plain desc");
   DNNL_TRY(dnnl_memory_create(&msrc, &plain, g->eng, (void *)w_nk), "memory");
   DNNL_TRY(dnnl_memory_create(&mdst, &g->w_md, g->eng, *packed), "memory");
@@ -254,16 +281,83 @@ static void small_gemm(const ae__gemm *g, int M, const float *A, const float *W,
   }
 }
 
-int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const float *packed,
+/* ---- f32 -> bf16 ----------------------------------------------------------------
+ *
+ * With AVX512-BF16, vcvtne2ps2bf16 rounds 32 floats to nearest-even in one
+ * instruction. Elsewhere (oneDNN still runs bf16 matmuls on plain AVX-512 by
+ * emulation) the same rounding in integer arithmetic: add 0x7fff plus the lowest
+ * kept bit, keep the high half; NaNs are kept quiet NaNs. The conversion is
+ * memory-bound, so large arrays are split over the OpenMP threads. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10 || defined(__clang__)
+#define HAVE_BF16_TARGET 1
+__attribute__((target("avx512f,avx512bf16"))) static void to_bf16_ne(const float *s, uint16_t *d,
+                                                                    size_t n) {
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + i + 16), _mm512_loadu_ps(s + i));
+    _mm512_storeu_si512((void *)(d + i), (__m512i)v);
+  }
+  for (; i < n; i += 16) {
+    __mmask16 m = tail16((int)(n - i));
+    __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + i));
+    _mm256_mask_storeu_epi16(d + i, m, (__m256i)v);
+  }
+}
+#endif
+
+static uint16_t bf16_round(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  /* NaN */
+  x += 0x7fffu + ((x >> 16) & 1);
+  return (uint16_t)(x >> 16);
+}
+
+static void to_bf16_int(const float *s, uint16_t *d, size_t n) {
+  for (size_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
+}
+
+static void to_bf16_span(const float *s, uint16_t *d, size_t n) {
+#ifdef HAVE_BF16_TARGET
+  /* reads libgcc's cpu model (filled once at startup): cheap, and race-free */
+  if (__builtin_cpu_supports("avx512bf16")) { to_bf16_ne(s, d, n); return; }
+#endif
+  to_bf16_int(s, d, n);
+}
+
+void ae__to_bf16(const float *src, uint16_t *dst, size_t n) {
+  if (n < (1u << 16)) { to_bf16_span(src, dst, n); return; }
+#pragma omp parallel
+  {
+    int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    size_t per = (n / (size_t)nt + 31) & ~(size_t)31, b = per * (size_t)t;
+    if (b < n) to_bf16_span(src + b, dst + b, n - b < per ? n - b : per);
+  }
+}
+
+int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const void *packed,
                  const float *bias, float *C) {
   if (g->w_bytes == 0 && M <= SMALL_M) { /* plain weights, few rows */
     small_gemm(g, M, A, packed, bias, C);
     return AE_OK;
   }
   int slot = 0, rc;
+  const void *src = A;
+  if (g->bf16) {
+    size_t n = (size_t)M * g->K;
+    if (n > g->abuf->cap) {
+      uint16_t *p = ae__aligned_alloc(n * sizeof(uint16_t));
+      if (!p) return ae__error(AE_ENOMEM, "encoder: out of memory for %d bf16 rows", M);
+      ae__aligned_free(g->abuf->p);
+      g->abuf->p = p;
+      g->abuf->cap = n;
+    }
+    ae__to_bf16(A, g->abuf->p, n);
+    src = g->abuf->p;
+  }
   if ((rc = entry_for(g, M, &slot))) return rc;
   typeof(g->cache[0]) *e = &g->cache[slot];
-  DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)A), "set handle");
+  DNNL_TRY(dnnl_memory_set_data_handle(e->src, (void *)src), "set handle");
   DNNL_TRY(dnnl_memory_set_data_handle(e->wei, (void *)packed), "set handle");
   DNNL_TRY(dnnl_memory_set_data_handle(e->bias, (void *)bias), "set handle");
   DNNL_TRY(dnnl_memory_set_data_handle(e->dst, C), "set handle");

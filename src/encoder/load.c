@@ -6,6 +6,8 @@
 int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out) {
   if (!model_dir || !out) return ae__error(AE_EINVAL, "encoder: NULL argument");
   *out = NULL;
+  int prec;   /* checked before the (costly) model load */
+  if (opts && ae__precision_parse(opts->precision, &prec)) return AE_EINVAL;
   ae__bert_model *m = NULL;
   ae_tokenizer *tok = NULL;
   const char *cache_dir = opts ? opts->cache_dir : NULL;
@@ -17,7 +19,8 @@ int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_en
                    "is %d", model_dir, ae_tokenizer_vocab_size(tok), m->cfg.vocab);
   } else {
     /* the loader already applied the max_length override (and range-checked it) */
-    ae_encoder_options o = {.threads = opts ? opts->threads : 0, .prepack = opts ? opts->prepack : 0};
+    ae_encoder_options o = {.threads = opts ? opts->threads : 0, .prepack = opts ? opts->prepack : 0,
+                            .precision = opts ? opts->precision : NULL};
     rc = ae__encoder_new(m, ae__bert_free, tok, ae_tokenizer_free, &o, out);
   }
   if (rc) { ae_tokenizer_free(tok); ae__bert_free(m); }

@@ -4,8 +4,8 @@
  * size, F16/BF16 weights, CLS / max / mean_sqrt_len pooling, no Normalize) and
  * inputs of every length from 1 token to the maximum, max |diff| must be <= 1e-5. */
 #include "encoder_testutil.h"
+#include "reference_util.h"
 #include "test.h"
-#include <jansson.h>
 #include <unistd.h>
 
 /* Texts of every token length for the file-based configs: words of an annotation
@@ -27,10 +27,6 @@ static char *make_text(size_t n_words, uint64_t salt) {
   return t;
 }
 
-static int have_torch(void) {
-  return system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
-}
-
 typedef struct {
   int from_files;            /* 1: ae__model_init_random_ex + ae_encoder_load + texts;
                                 2: in memory, only when ../shared is missing */
@@ -42,53 +38,6 @@ typedef struct {
   int extra[8];              /* then these lengths (0-terminated) */
   int n_random, max_len;     /* then n_random lengths drawn from 1..max_len */
 } config;
-
-static const char *src_dir(void) {
-  const char *s = getenv("AE_SOURCE_DIR");
-  return s ? s : ".";
-}
-
-/* Runs the reference on ids and returns its vectors (n * H), or NULL. */
-static float *run_reference(const char *dir, int32_t **ids, size_t *lens, size_t n, int H) {
-  char in[4200], outp[4200], cmd[13000];
-  snprintf(in, sizeof in, "%s/in.jsonl", dir);
-  snprintf(outp, sizeof outp, "%s/out.jsonl", dir);
-  FILE *f = fopen(in, "w");
-  for (size_t i = 0; i < n; i++) {
-    fputs("{\"ids\": [", f);
-    for (size_t p = 0; p < lens[i]; p++) fprintf(f, p ? ",%d" : "%d", ids[i][p]);
-    fputs("]}\n", f);
-  }
-  fclose(f);
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tools/reference.py %s %s %s", src_dir(), dir,
-           in, outp);
-  if (system(cmd) != 0) return NULL;
-  float *ref = calloc(n * H, sizeof(float));
-  f = fopen(outp, "r");
-  char *line = NULL;
-  size_t cap = 0, i = 0;
-  while (i < n && getline(&line, &cap, f) > 0) {
-    json_t *v = json_loads(line, 0, NULL);
-    json_t *e = v ? json_object_get(v, "embedding") : NULL;
-    if (!e || json_array_size(e) != (size_t)H) { json_decref(v); break; }
-    for (int c = 0; c < H; c++) ref[i * H + c] = (float)json_real_value(json_array_get(e, c));
-    json_decref(v);
-    i++;
-  }
-  free(line);
-  fclose(f);
-  if (i != n) { free(ref); return NULL; }
-  return ref;
-}
-
-static double max_diff(const float *a, const float *b, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)a[i] - b[i]);
-    if (!(d <= m)) m = d;   /* NaN propagates as a failure */
-  }
-  return m;
-}
 
 /* A model folder written by init-random (like ../shared's MiniLM, with the config's
  * changes), loaded by ae_encoder_load, fed texts through the tokenizer. */
