@@ -148,6 +148,13 @@ typedef struct {
 
 enum { AE_PREPACK_AUTO = 0, AE_PREPACK_ON = 1, AE_PREPACK_OFF = -1 };
 
+/* The encoder's precisions (ae_encoder_options.precision takes their names). */
+enum { AE_PRECISION_F32 = 0, AE_PRECISION_BF16 = 1 };
+/* "f32" / "bf16" for AE_PRECISION_* (anything else: "f32"). */
+const char *ae_precision_name(int precision);
+/* AE_PRECISION_* for "f32" / "bf16" (exact, lowercase); -1 for anything else. */
+int ae_precision_parse(const char *name);
+
 /* Loads a BERT-family model folder (config.json, model.safetensors, tokenizer,
  * sentence-transformers pooling/normalize config) and prepacks the weights for the
  * GEMMs. opts may be NULL. Errors name the file and the key or tensor. An encoder
@@ -639,7 +646,7 @@ int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
 /* One configuration, four sections, each of which can be disabled. As JSON (keys as
  * in the seed; see config/production.json and config/development.json):
  *   {"preset": "production",           (optional: start from a preset)
- *    "model": {"enabled", "path", "threads", "maxLength",
+ *    "model": {"enabled", "path", "threads", "maxLength", "precision" ("f32"|"bf16"),
  *              "text": {"includeSignature", "includeSummary", "includeCode",
  *                       "stripComments", "maxCodeChars"}},
  *    "cache": {"enabled", "maxEntries", "maxMemoryMB", "ttlSeconds",
@@ -662,6 +669,8 @@ typedef struct {
     char path[4096];           /* model folder ("" = $ASTEMBED_MODEL / given later) */
     int threads;               /* 0 = all online CPUs */
     int max_length;            /* 0 = the model's */
+    int precision;             /* AE_PRECISION_F32 (default) or AE_PRECISION_BF16: see
+                                  ae_encoder_options.precision (ae_precision_name) */
     ae_text_options text;
   } model;
   struct {

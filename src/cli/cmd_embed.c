@@ -23,11 +23,18 @@
 
 #define EMBED_CHUNK 16384 /* items per generator call: bounds the result memory */
 
+static int parse_precision(const char *v) {
+  int p = ae_precision_parse(v);
+  if (p < 0) fprintf(stderr, "astembed embed: bad --precision '%s' (f32 or bf16)\n", v);
+  return p;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed embed [--input FILE.jsonl | --annotations-db FILE] [--db PATH]\n"
     "                      [--model DIR] [--config FILE] [--preset production|development]\n"
-    "                      [--threads N] [--dry-run] [--force] [--prune] [--json]\n"
+    "                      [--threads N] [--precision f32|bf16] [--dry-run] [--force]\n"
+    "                      [--prune] [--json]\n"
     "                      [--log-level error|warn|info|debug] [--no-progress]\n\n"
     "Embeds code annotations and stores the vectors in the index database\n"
     "(default .astembed/index.db). Input: JSONL records {nodeId, signature, summary,\n"
@@ -38,6 +45,9 @@ static void usage(FILE *f) {
     "  --config FILE      generator configuration (JSON; see config/production.json)\n"
     "  --preset NAME      start from the production or development preset\n"
     "  --threads N        encoder threads (default: all CPUs)\n"
+    "  --precision P      f32 (default, or the config's model.precision) or bf16: bf16 GEMM\n"
+    "                     inputs, about 2x faster on AVX512-BF16 CPUs, vectors within cosine\n"
+    "                     0.9999 of f32; stored apart from f32 vectors (query finds them)\n"
     "  --dry-run          report what would be embedded; write nothing\n"
     "  --force            re-embed everything, ignoring cached and stored vectors\n"
     "  --prune            delete stored nodes of the input's files that the input no longer has\n"
@@ -126,6 +136,7 @@ static void on_sigint(int sig) {
 
 typedef struct {
   const char *input, *annotations_db, *db, *model, *config, *preset;
+  int precision;        /* -1 = the config's model.precision, else AE_PRECISION_* */
   int threads, dry_run, force, prune, json, log_level, progress;
 } opts;
 
@@ -140,6 +151,7 @@ static int parse(int argc, char **argv, opts *o) {
   o->db = AE_STORE_DEFAULT_PATH;
   o->log_level = AE_LOG_INFO;
   o->progress = 1;
+  o->precision = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int has = i + 1 < argc;
@@ -156,7 +168,9 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--model")) o->model = argv[++i];
     else if (!strcmp(a, "--config")) o->config = argv[++i];
     else if (!strcmp(a, "--preset")) o->preset = argv[++i];
-    else if (!strcmp(a, "--threads")) {
+    else if (!strcmp(a, "--precision")) {
+      if ((o->precision = parse_precision(argv[++i])) < 0) return CLI_USAGE;
+    } else if (!strcmp(a, "--threads")) {
       char *end;
       errno = 0;
       long t = strtol(argv[++i], &end, 10);
@@ -193,7 +207,8 @@ static uint64_t peak_rss(void) {
 static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n) {
   /* a dry run only tokenizes: no need to reorder the weights */
   ae_encoder_options eo = {.threads = cfg->model.threads, .max_length = cfg->model.max_length,
-                           .prepack = AE_PREPACK_OFF, .cache_dir = cli_load_cache_dir()};
+                           .prepack = AE_PREPACK_OFF, .cache_dir = cli_load_cache_dir(),
+                           .precision = ae_precision_name(cfg->model.precision)};
   ae_encoder *enc;
   int rc = ae_encoder_load(cfg->model.path, &eo, &enc);
   if (rc) return cli_fail("loading the model", rc);
@@ -258,6 +273,7 @@ int cmd_embed(int argc, char **argv) {
   }
   snprintf(cfg.model.path, sizeof cfg.model.path, "%s", model);
   if (o.threads) cfg.model.threads = o.threads;
+  if (o.precision >= 0) cfg.model.precision = o.precision;
 
   if (o.log_level >= AE_LOG_DEBUG) {
     const char *wp = getenv("OMP_WAIT_POLICY");
@@ -292,6 +308,13 @@ int cmd_embed(int argc, char **argv) {
   ae_generator_set_log(g, on_log, &u, o.log_level);
   ae_generator_set_progress(g, on_progress, &u);
   if ((rc = ae_generator_init(g))) goto fail;
+  if (cfg.model.enabled && ae_generator_encoder(g) &&
+      strcmp(ae_encoder_precision(ae_generator_encoder(g)), ae_precision_name(cfg.model.precision))) {
+    /* never store vectors under another precision than the one asked for */
+    rc = ae__error(AE_ESTATE, "the generator loaded the model at precision %s, not the requested %s",
+                   ae_encoder_precision(ae_generator_encoder(g)), ae_precision_name(cfg.model.precision));
+    goto fail;
+  }
 
   g_gen = g;
   struct sigaction sa, old;

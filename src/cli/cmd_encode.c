@@ -16,10 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int parse_precision(const char *v) {
+  int p = ae_precision_parse(v);
+  if (p < 0) fprintf(stderr, "astembed encode: bad --precision '%s' (f32 or bf16)\n", v);
+  return p;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed encode [--model DIR] [--threads N] [--batch-size N] [--max-length N]\n"
-    "                       [--format jsonl|f32] < in.jsonl > out\n\n"
+    "                       [--precision f32|bf16] [--format jsonl|f32] < in.jsonl > out\n\n"
     "Reads JSONL lines {\"id\": ..., \"text\": \"...\"} and writes one embedding per line,\n"
     "in input order:\n"
     "  jsonl  {\"id\": ..., \"embedding\": [...]}   (default)\n"
@@ -30,6 +36,8 @@ static void usage(FILE *f) {
     "  --threads N       threads (default: all online CPUs)\n"
     "  --batch-size N    sequences per forward pass (default 32)\n"
     "  --max-length N    truncate to N tokens (default: the model's max_seq_length)\n"
+    "  --precision P     f32 (default) or bf16: bf16 GEMM inputs with f32 accumulation,\n"
+    "                    about 2x faster on AVX512-BF16 CPUs, cosine >= 0.9999 to f32\n"
     "  --format F        jsonl (default) or f32\n");
 }
 
@@ -147,7 +155,7 @@ static void clear_items(item *items, size_t n) {
 }
 
 int cmd_encode(int argc, char **argv) {
-  const char *dir = cli_default_model(), *format = "jsonl";
+  const char *dir = cli_default_model(), *format = "jsonl", *precision = "f32";
   long threads = 0, batch = 32, max_len = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -157,6 +165,11 @@ int cmd_encode(int argc, char **argv) {
     else if (!strcmp(a, "--batch-size")) { if ((batch = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--max-length")) { if ((max_len = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--format") && v) { format = v; i++; }
+    else if (!strcmp(a, "--precision") && v) {
+      if (parse_precision(v) < 0) return CLI_USAGE;
+      precision = v;
+      i++;
+    }
     else { fprintf(stderr, "astembed encode: unknown or incomplete option '%s'\n\n", a); usage(stderr); return CLI_USAGE; }
   }
   if (!dir) { fprintf(stderr, "astembed encode: no model: pass --model DIR or set ASTEMBED_MODEL\n"); return CLI_USAGE; }
@@ -167,7 +180,8 @@ int cmd_encode(int argc, char **argv) {
   }
   if (batch > 4096) batch = 4096;
   ae_encoder_options opts = {.threads = (int)(threads > 4096 ? 4096 : threads),
-                            .max_length = (int)(max_len > 1 << 20 ? 1 << 20 : max_len)};
+                            .max_length = (int)(max_len > 1 << 20 ? 1 << 20 : max_len),
+                            .precision = precision};
   ae_encoder *enc = NULL;
   int rc = ae_encoder_load(dir, &opts, &enc);
   if (rc) return cli_fail(dir, rc);

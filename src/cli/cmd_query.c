@@ -3,6 +3,12 @@
  * The query text is embedded with the model the index was built with (recorded in
  * the database, so no --model is needed), then scored against every stored vector of
  * that model by exact cosine (one GEMV over a contiguous matrix, see src/store).
+ *
+ * Precision: an index embedded with --precision bf16 holds its vectors under the
+ * bf16 fingerprint. Unless --precision is given, the query takes the precision
+ * whose fingerprint the index recorded for this model (f32, else bf16). The query
+ * encoder runs with AE_PREPACK_OFF, which computes in f32 whatever the precision,
+ * so the choice only selects which stored vectors are searched.
  */
 #define _GNU_SOURCE
 #include "cli/cli.h"
@@ -16,7 +22,8 @@
 static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed query \"TEXT\" [--db PATH] [--model DIR] [--top K] [--min-score S]\n"
-    "                      [--format plain|json|markdown] [--lines N] [--threads N]\n\n"
+    "                      [--format plain|json|markdown] [--lines N] [--threads N]\n"
+    "                      [--precision f32|bf16]\n\n"
     "Finds the stored annotations closest in meaning to TEXT (exact cosine similarity\n"
     "over every vector of the model in the index).\n\n"
     "  --db PATH          index database (default .astembed/index.db)\n"
@@ -27,6 +34,8 @@ static void usage(FILE *f) {
     "  --format F         plain (default), json or markdown\n"
     "  --lines N          snippet lines shown per result (default 3)\n"
     "  --threads N        encoder threads (default 1: one short text)\n"
+    "  --precision P      search the vectors embedded at precision f32 or bf16 (default:\n"
+    "                     the one the index recorded for the model)\n"
     "  --timing           print the time of each step to stderr\n"
     "  --no-load-cache    parse the model folder from scratch (default: a compiled\n"
     "                     tokenizer and the weights' checksum are kept in\n"
@@ -38,6 +47,7 @@ enum { FMT_PLAIN, FMT_JSON, FMT_MD };
 
 typedef struct {
   const char *text, *db, *model;
+  const char *precision;   /* NULL = the recorded one */
   long top, lines;
   double min_score;
   int format, threads, timing, no_load_cache;
@@ -77,6 +87,13 @@ static int parse(int argc, char **argv, qopts *o) {
     const char *val = argv[++i];
     if (!strcmp(a, "--db")) o->db = val;
     else if (!strcmp(a, "--model")) o->model = val;
+    else if (!strcmp(a, "--precision")) {
+      if (ae_precision_parse(val) < 0) {
+        fprintf(stderr, "astembed query: bad --precision '%s' (f32 or bf16)\n", val);
+        return CLI_USAGE;
+      }
+      o->precision = val;
+    }
     else if (!strcmp(a, "--top")) { if (num(a, val, 1, 100000, &v)) return CLI_USAGE; o->top = (long)v; }
     else if (!strcmp(a, "--lines")) { if (num(a, val, 0, 1000, &v)) return CLI_USAGE; o->lines = (long)v; }
     else if (!strcmp(a, "--threads")) { if (num(a, val, 0, 1024, &v)) return CLI_USAGE; o->threads = (int)v; }
@@ -178,7 +195,8 @@ int cmd_query(int argc, char **argv) {
     return CLI_USAGE;
   }
   ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF, /* one short text */
-                           .cache_dir = o.no_load_cache ? NULL : cli_load_cache_dir()};
+                           .cache_dir = o.no_load_cache ? NULL : cli_load_cache_dir(),
+                           .precision = o.precision};
   ae_encoder *enc = NULL;
   if ((rc = ae_encoder_load(model, &eo, &enc))) {
     ae_free(recorded);
@@ -192,6 +210,12 @@ int cmd_query(int argc, char **argv) {
   ae__free(marker);
   uint8_t fp[16];
   ae_encoder_fingerprint(enc, fp);
+  if (!o.precision && have_rec && memcmp(fp, fp_rec, 16)) {
+    /* the index's model at another precision? (same query vector: see the top) */
+    uint8_t as[16];
+    if (ae_encoder_fingerprint_as(enc, "bf16", as) == AE_OK && !memcmp(as, fp_rec, 16))
+      memcpy(fp, as, 16);
+  }
   int dim = ae_encoder_dim(enc);
   float *q = ae__malloc((size_t)dim * sizeof(float));
   size_t len = strlen(o.text);

@@ -103,7 +103,7 @@ static int init_gemms(ae_encoder *enc) {
   const ae__bert_config *c = &enc->model->cfg;
   const int H = c->hidden, I = c->intermediate;
   int rc;
-  if (!enc->plain && enc->precision == AE__PREC_BF16) {
+  if (!enc->plain && enc->precision == AE_PRECISION_BF16) {
     ae__bf16_buf *b = &enc->a16;
     if ((rc = ae__gemm_init_bf16(&enc->g_qkv, enc->eng, H, 3 * H, AE__EPI_BIAS, 0, b)) ||
         (rc = ae__gemm_init_bf16(&enc->g_o, enc->eng, H, H, AE__EPI_BIAS_RESIDUAL, 0, b)) ||
@@ -128,12 +128,22 @@ static int init_gemms(ae_encoder *enc) {
   return AE_OK;
 }
 
-static const char *const k_precision_names[] = {"f32", "bf16"};
+static const char *const k_precision_names[] = {"f32", "bf16"};   /* AE_PRECISION_* */
 
-int ae__precision_parse(const char *name, int *prec) {
-  for (int i = 0; i < 2; i++)
-    if (!name || !strcmp(name, k_precision_names[i])) { *prec = name ? i : AE__PREC_F32; return AE_OK; }
-  return ae__error(AE_EINVAL, "encoder: unknown precision '%s' (f32 or bf16)", name);
+const char *ae_precision_name(int precision) {
+  return precision == AE_PRECISION_BF16 ? "bf16" : "f32";
+}
+
+int ae_precision_parse(const char *name) {
+  for (int i = 0; name && i < 2; i++)
+    if (!strcmp(name, k_precision_names[i])) return i;
+  return -1;
+}
+
+int ae__precision_option(const char *name, int *prec) {
+  *prec = name ? ae_precision_parse(name) : AE_PRECISION_F32;
+  if (*prec < 0) return ae__error(AE_EINVAL, "encoder: unknown precision '%s' (f32 or bf16)", name);
+  return AE_OK;
 }
 
 /* The encoder's fingerprint = XXH3-128(model fingerprint || precision name || NUL):
@@ -165,8 +175,8 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   if (opts && opts->max_length > c->max_positions)
     return ae__error(AE_ERANGE, "encoder: max_length %d exceeds the model's %d positions",
                      opts->max_length, c->max_positions);
-  int prec = AE__PREC_F32;
-  if (opts && ae__precision_parse(opts->precision, &prec)) return AE_EINVAL;
+  int prec = AE_PRECISION_F32;
+  if (opts && ae__precision_option(opts->precision, &prec)) return AE_EINVAL;
   ae_encoder *enc = ae__calloc(1, sizeof *enc);
   if (!enc) return ae__error(AE_ENOMEM, "encoder: out of memory");
   enc->model = m;
@@ -252,7 +262,7 @@ const char *ae_encoder_precision(const ae_encoder *enc) {
 int ae_encoder_fingerprint_as(const ae_encoder *enc, const char *precision, uint8_t out[16]) {
   int prec;
   if (!enc || !out) return ae__error(AE_EINVAL, "encoder: NULL argument");
-  if (ae__precision_parse(precision, &prec)) return AE_EINVAL;
+  if (ae__precision_option(precision, &prec)) return AE_EINVAL;
   fingerprint_as(enc, prec, out);
   return AE_OK;
 }

@@ -114,7 +114,7 @@ struct ae_encoder {
   dnnl_stream_t st;
   ae__gemm g_qkv, g_o, g_i, g_out;   /* plain mode: g_qkv is one of Q|K|V (N = H) */
   int plain;                         /* AE_PREPACK_OFF: pl[] points into the model */
-  int precision;                     /* AE__PREC_*: the GEMMs' inputs (plain: always f32) */
+  int precision;                     /* AE_PRECISION_*: the GEMMs' inputs (plain: always f32) */
   ae__bf16_buf a16;                  /* bf16 GEMMs: A converted */
   ae__packed_layer *pl;
 
@@ -132,9 +132,9 @@ struct ae_encoder {
   uint64_t prof_ns[AE__PH_COUNT];
 };
 
-enum { AE__PREC_F32 = 0, AE__PREC_BF16 = 1 };
-/* "f32" (or NULL) -> AE__PREC_F32, "bf16" -> AE__PREC_BF16, else AE_EINVAL naming it. */
-int ae__precision_parse(const char *name, int *prec);
+/* NULL or "f32" -> AE_PRECISION_F32, "bf16" -> AE_PRECISION_BF16, else AE_EINVAL
+ * naming the value. */
+int ae__precision_option(const char *name, int *prec);
 
 /* Builds an encoder around an already loaded model (and optional tokenizer). When
  * free_model / free_tok are given the encoder owns the object and frees it with

@@ -7,7 +7,7 @@ int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_en
   if (!model_dir || !out) return ae__error(AE_EINVAL, "encoder: NULL argument");
   *out = NULL;
   int prec;   /* checked before the (costly) model load */
-  if (opts && ae__precision_parse(opts->precision, &prec)) return AE_EINVAL;
+  if (opts && ae__precision_option(opts->precision, &prec)) return AE_EINVAL;
   ae__bert_model *m = NULL;
   ae_tokenizer *tok = NULL;
   const char *cache_dir = opts ? opts->cache_dir : NULL;

@@ -29,6 +29,7 @@ static const char *const k_strategy_names[AE_STRAT_COUNT] = {"streaming", "conse
                                                             "balanced", "aggressive"};
 static const char *const k_policies[] = {"lru", "tinylfu", NULL};
 static const char *const k_approaches[] = {"sequential", "parallel", NULL};
+static const char *const k_precisions[] = {"f32", "bf16", NULL};   /* AE_PRECISION_* order */
 
 void ae_generator_config_default(ae_generator_config *c) {
   memset(c, 0, sizeof *c);
@@ -110,7 +111,7 @@ typedef struct field {
 
 /* The tables point into one config; built per call (they are small). */
 typedef struct {
-  field text[6], model[6], cache[10], batch[10], thresholds[5], strat[AE_STRAT_COUNT][6];
+  field text[6], model[7], cache[10], batch[10], thresholds[5], strat[AE_STRAT_COUNT][6];
   field strategies[AE_STRAT_COUNT + 1], memproc[9], root[5];
 } table;
 
@@ -124,7 +125,8 @@ static void build_table(table *t, ae_generator_config *c) {
   memcpy(t->text, text, sizeof text);
   field model[] = {F_BOOL("enabled", &c->model.enabled), F_STR("path", c->model.path),
                    F_INT("threads", &c->model.threads, 0, 1024),
-                   F_INT("maxLength", &c->model.max_length, 0, 65536), F_OBJ("text", t->text), F_END};
+                   F_INT("maxLength", &c->model.max_length, 0, 65536),
+                   F_ENUM("precision", &c->model.precision, k_precisions), F_OBJ("text", t->text), F_END};
   model[1].cap = sizeof c->model.path;
   memcpy(t->model, model, sizeof model);
   ae_cache_config *cc = &c->cache.config;

@@ -81,6 +81,29 @@ int main(void) {
   ae_free(j1);
   ae_free(j2);
 
+  /* model.precision: f32 by default (the presets too), bf16 on request, written back */
+  ae_generator_config q;
+  ae_generator_config_default(&q);
+  CHECK(q.model.precision == AE_PRECISION_F32 && !strcmp(ae_precision_name(q.model.precision), "f32"));
+  CHECK_OK(ae_generator_config_preset(&q, "production"));
+  CHECK(q.model.precision == AE_PRECISION_F32);
+  char *qj = ae_generator_config_json(&q);
+  CHECK(qj && strstr(qj, "\"precision\": \"f32\""));
+  ae_free(qj);
+  CHECK_OK(ae_generator_config_apply_json(&q, "{\"model\": {\"precision\": \"bf16\"}}", "t.json"));
+  CHECK(q.model.precision == AE_PRECISION_BF16 && !strcmp(ae_precision_name(q.model.precision), "bf16"));
+  CHECK_OK(ae_generator_config_preset(&q, "development"));
+  CHECK(q.model.precision == AE_PRECISION_BF16);   /* a preset keeps the model section */
+  qj = ae_generator_config_json(&q);
+  CHECK(qj && strstr(qj, "\"precision\": \"bf16\""));
+  ae_generator_config q2;
+  ae_generator_config_default(&q2);
+  CHECK_OK(ae_generator_config_apply_json(&q2, qj, "roundtrip"));
+  CHECK(q2.model.precision == AE_PRECISION_BF16);
+  ae_free(qj);
+  CHECK_OK(ae_generator_config_apply_json(&q2, "{\"model\": {\"precision\": \"f32\"}}", "t.json"));
+  CHECK(q2.model.precision == AE_PRECISION_F32);
+
   /* errors name the key, and nothing is half-applied */
   CHECK(rejects(&c, "{\"cache\": {\"maxEntriez\": 5}}", AE_EINVAL, "unknown key 'cache.maxEntriez'"));
   CHECK(rejects(&c, "{\"cahce\": {}}", AE_EINVAL, "unknown key 'cahce'"));
@@ -107,6 +130,9 @@ int main(void) {
   CHECK(rejects(&c, "{\"model\": {\"text\": {\"stripComments\": \"yes\"}}}", AE_EFORMAT,
                 "model.text.stripComments"));
   CHECK(rejects(&c, "{\"model\": 3}", AE_EFORMAT, "model: must be an object"));
+  CHECK(rejects(&c, "{\"model\": {\"precision\": \"fp16\"}}", AE_ERANGE,
+                "model.precision: 'fp16' is not one of f32, bf16"));
+  CHECK(rejects(&c, "{\"model\": {\"precision\": 16}}", AE_EFORMAT, "model.precision: must be a string"));
   CHECK(rejects(&c, "{\"preset\": \"prod\"}", AE_EINVAL, "preset: 'prod'"));
   CHECK(rejects(&c, "{\"cache\": {", AE_EFORMAT, "t.json:1: invalid JSON"));
   CHECK(rejects(&c, "[1, 2]", AE_EFORMAT, "must be an object"));
