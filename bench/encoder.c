@@ -22,6 +22,10 @@
  *      on batches of 32 x 256 tokens (WORKDIR/rss.json) and reads ru_maxrss from wait4;
  *   5. prints the table, the PASS/FAIL checks against the issue's targets and the
  *      max |diff| between the systems' vectors on a sample, and writes --json.
+ * Unless --no-bf16, astembed also runs at precision bf16 (ae_encoder_options.precision)
+ * right after its f32 runs on the same workloads ("astembed-bf16" rows), and the
+ * bf16/f32 speed ratios and the bf16 vectors' closeness to f32 are printed. The
+ * issue's checks stay f32-only.
  *
  * Every timing is the median of several repetitions after warm-up. GFLOP/s counts
  * useful work only (real tokens, never padding): per layer 2·T·(4H² + 2HI) for the
@@ -58,7 +62,7 @@
 typedef struct {
   const char *model, *data, *workdir, *torch_cmd, *ort_cmd, *json_out, *rss_probe;
   int threads, n_ann, fixed_batches, warmup_batches, reps_fixed, reps_ann, rounds;
-  int gemm_reps, own32;
+  int gemm_reps, own32, bf16;
   uint64_t seed;
 } options;
 
@@ -81,7 +85,8 @@ static void usage(FILE *f) {
     "  --gemm-reps N        repetitions per GEMM shape (default 20)\n"
     "  --seed N             seed of the random ids of (a) (default 1)\n"
     "  --json FILE          write every measurement as JSON\n"
-    "  --no-own32           skip the astembed row 'packed, input order /32' (saves time)\n");
+    "  --no-own32           skip the astembed row 'packed, input order /32' (saves time)\n"
+    "  --no-bf16            skip the astembed-bf16 rows (precision bf16)\n");
 }
 
 static int parse_int(const char *s, const char *flag, int min) {
@@ -97,12 +102,13 @@ static int parse_int(const char *s, const char *flag, int min) {
 static void parse_args(int argc, char **argv, options *o) {
   *o = (options){.data = "../shared/testdata/cpython-stdlib-annotations.jsonl",
                  .workdir = ".", .threads = 2, .n_ann = 2000, .fixed_batches = 4,
-                 .warmup_batches = 2, .reps_fixed = 5, .reps_ann = 3, .rounds = 1,
+                 .warmup_batches = 2, .reps_fixed = 5, .reps_ann = 3, .rounds = 1, .bf16 = 1,
                  .gemm_reps = 20, .seed = 1, .own32 = 1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     if (!strcmp(a, "--no-own32")) { o->own32 = 0; continue; }
+    if (!strcmp(a, "--no-bf16")) { o->bf16 = 0; continue; }
     if (i + 1 >= argc) { fprintf(stderr, "bench_encoder: %s needs a value\n", a); exit(2); }
     const char *v = argv[++i];
     if (!strcmp(a, "--model")) o->model = v;
@@ -361,8 +367,9 @@ static const char *const workload_label[W_COUNT] = {
     "(b) length-sorted, pad/32", "(b) own: packed, own batching",
     "(b) packed, input order /32"};
 
-enum { S_AE, S_TORCH, S_ORT, S_COUNT };
-static const char *const system_name[S_COUNT] = {"astembed", "pytorch", "onnxruntime"};
+enum { S_AE, S_TORCH, S_ORT, S_AE16, S_COUNT };   /* S_AE16: astembed at precision bf16 */
+static const char *const system_name[S_COUNT] = {"astembed", "pytorch", "onnxruntime",
+                                                 "astembed-bf16"};
 
 typedef struct {
   double times[256];
@@ -426,6 +433,19 @@ static ae_encoder *load_encoder(const options *o) {
   ae_encoder_options eo = {.threads = o->threads, .max_length = MAX_LEN};
   ae_encoder *enc;
   int rc = ae_encoder_load(o->model, &eo, &enc);
+  if (rc) die(o->model, rc);
+  return enc;
+}
+
+/* The bf16 encoder, or NULL (with a note) where oneDNN has no bf16 matmul. */
+static ae_encoder *load_encoder_bf16(const options *o) {
+  ae_encoder_options eo = {.threads = o->threads, .max_length = MAX_LEN, .precision = "bf16"};
+  ae_encoder *enc = NULL;
+  int rc = ae_encoder_load(o->model, &eo, &enc);
+  if (rc == AE_EUNSUPPORTED) {
+    fprintf(stderr, "bench_encoder: no bf16 rows: %s\n", ae_last_error());
+    return NULL;
+  }
   if (rc) die(o->model, rc);
   return enc;
 }
@@ -667,6 +687,10 @@ static void print_table(const results *res, const gemm_shape *g, int ng, shape m
            g[i].gflops, 100.0 * g[i].gflops / best_gemm);
   printf("(vs ORT: tokens/s for (a), items/s for (b); astembed's (b) rows against ORT naive."
          " padding: share of computed tokens that were padding)\n");
+  for (int w = 0; w < W_COUNT; w++)   /* same workload, same round, minutes apart */
+    if (res->r[S_AE][w].present && res->r[S_AE16][w].present)
+      printf("astembed bf16 / f32, %-31s %.2fx items/s (medians)\n", workload_label[w],
+             items_per_s(&res->r[S_AE16][w]) / items_per_s(&res->r[S_AE][w]));
 
   printf("\npeak RSS, batches of 32 x %d tokens (fresh process, kernel ru_maxrss):\n", RSS_LEN);
   for (int s = 0; s < S_COUNT; s++)
@@ -724,7 +748,7 @@ static int print_checks(const results *res, check *checks, int n, uint64_t weigh
   int ref_sys = res->sample_vec[S_TORCH] ? S_TORCH : S_ORT;
   const float *ref = res->sample_vec[ref_sys];
   for (int s = 0; s < S_COUNT; s++) {
-    if (s == ref_sys || !res->sample_vec[s] || !ref) continue;
+    if (s == ref_sys || s == S_AE16 || !res->sample_vec[s] || !ref) continue;
     double d = max_abs_diff(res->sample_vec[s], ref, res->sample_n * res->dim);
     int ok = d <= EXACT_TOL;
     failed += !ok;
@@ -732,6 +756,22 @@ static int print_checks(const results *res, check *checks, int n, uint64_t weigh
     snprintf(what, sizeof what, "same vectors: max |%s - %s| (%zu seqs)", system_name[s],
              system_name[ref_sys], res->sample_n);
     printf("%-48s %10.2e %10.0e  %s\n", what, d, EXACT_TOL, ok ? "PASS" : "FAIL");
+  }
+  if (res->sample_vec[S_AE16] && res->sample_vec[S_AE]) {
+    /* bf16: not a target, its own tolerance (tests/encoder/test_encoder_bf16.c) */
+    const float *a = res->sample_vec[S_AE], *b = res->sample_vec[S_AE16];
+    double d = max_abs_diff(a, b, res->sample_n * res->dim), min_cos = 1;
+    for (size_t i = 0; i < res->sample_n; i++) {
+      double dot = 0, na = 0, nb = 0;
+      for (size_t k = 0; k < res->dim; k++) {
+        size_t j = i * res->dim + k;
+        dot += (double)a[j] * b[j]; na += (double)a[j] * a[j]; nb += (double)b[j] * b[j];
+      }
+      double c = na > 0 && nb > 0 ? dot / sqrt(na * nb) : 0;
+      if (!(c >= min_cos)) min_cos = c;
+    }
+    printf("bf16 vectors vs f32 (%zu seqs): max |diff| %.2e, min cosine %.6f (informational)\n",
+           res->sample_n, d, min_cos);
   }
   return failed;
 }
@@ -835,6 +875,12 @@ int main(int argc, char **argv) {
   res->sample_vec[S_AE] = malloc(sample.n * res->dim * sizeof(float));
   astembed_pass(enc, &sample, BATCH, res->sample_vec[S_AE], 0);
   snprintf(res->version[S_AE], sizeof res->version[S_AE], "%s", ae_version());
+  ae_encoder *enc16 = o.bf16 ? load_encoder_bf16(&o) : NULL;
+  if (enc16) {
+    res->sample_vec[S_AE16] = malloc(sample.n * res->dim * sizeof(float));
+    astembed_pass(enc16, &sample, BATCH, res->sample_vec[S_AE16], 0);
+    snprintf(res->version[S_AE16], sizeof res->version[S_AE16], "%s", ae_version());
+  }
 
   struct stat st;
   char *wpath = ae__path_join(o.model, "model.safetensors");
@@ -874,11 +920,17 @@ int main(int argc, char **argv) {
       if (o.own32)
         time_astembed(enc, &ann, BATCH, o.warmup_batches, o.reps_ann, &res->r[S_AE][W_OWN32], m);
     }
+    if (enc16) {
+      time_astembed(enc16, &fixed, BATCH, o.warmup_batches, o.reps_fixed, &res->r[S_AE16][W_FIXED], m);
+      if (ann.n)
+        time_astembed(enc16, &ann, 0, o.warmup_batches, o.reps_ann, &res->r[S_AE16][W_OWN], m);
+    }
     measure_gemm(&o, g, NG);
     for (int s = S_TORCH; s < S_COUNT; s++)
       if (cmds[s]) run_peer(&o, s, cmds[s], work_path, round, res, m, &fixed, &ann);
   }
   ae_encoder_free(enc);
+  ae_encoder_free(enc16);
 
   fprintf(stderr, "bench_encoder: peak RSS probes ...\n");
   measure_rss(&o, rss_path, res);
