@@ -25,6 +25,7 @@
  * far below 0.99. */
 #define _GNU_SOURCE
 #include "encoder_testutil.h"
+#include "failalloc.h"
 #include "reference_util.h"
 #include "test.h"
 #include <unistd.h>
@@ -345,6 +346,43 @@ static void check_real_texts(const char *shared, const char *tmp, int torch) {
   ae_encoder_free(e32); ae_encoder_free(e16);
 }
 
+/* ---- allocation failures ----------------------------------------------------------- */
+
+/* Building a bf16 encoder and its first embed (which grows the bf16 buffer) with the
+ * k-th allocation failing, for every k: AE_ENOMEM, nothing leaked; then the vectors. */
+static void check_alloc_failures(void) {
+  tmodel *t = tm_new(64, 2, 4, 128, 500, 64, AE__ACT_GELU, AE_POOL_MEAN, 1, "F32", 3, 0.1f);
+  int32_t ids[2][30];
+  size_t lens[2] = {30, 9};
+  const int32_t *p[2] = {ids[0], ids[1]};
+  for (int i = 0; i < 2; i++)
+    for (int k = 0; k < 30; k++) ids[i][k] = (int32_t)((i * 57 + k * 13) % 500);
+  ae_encoder_options o = {.threads = 2, .precision = "bf16"};
+  float ref[128], out[128];
+  ae_encoder *e = NULL;
+  CHECK_OK(ae__encoder_new(&t->m, NULL, NULL, NULL, &o, &e));
+  REQUIRE(e);
+  CHECK_OK(ae_encoder_embed_ids(e, p, lens, 2, ref));
+  ae_encoder_free(e);
+  long k, bad = 0, leaks = 0;
+  for (k = 1; k < 100000; k++) {
+    fa_fail_at = k;
+    fa_calls = fa_live = 0;
+    ae_set_allocator(&fa_allocator);
+    e = NULL;
+    int rc = ae__encoder_new(&t->m, NULL, NULL, NULL, &o, &e);
+    if (!rc) rc = ae_encoder_embed_ids(e, p, lens, 2, out);
+    ae_encoder_free(e);
+    ae_set_allocator(NULL);
+    if (fa_live) leaks++;
+    if (rc == AE_OK) { CHECK(fa_calls < k && !memcmp(out, ref, sizeof out)); break; }
+    if (rc != AE_ENOMEM) bad++;
+  }
+  printf("bf16 new + embed: allocation failure injected at each of %ld allocations\n", k - 1);
+  CHECKF(bad == 0 && leaks == 0, "%ld wrong statuses, %ld leaks", bad, leaks);
+  tm_free(t);
+}
+
 /* ---- CPUs without AVX512-BF16 ----------------------------------------------------- */
 
 /* Child mode (ONEDNN_MAX_CPU_ISA set by the parent): exit 0 = bf16 matches f32,
@@ -399,6 +437,7 @@ int main(int argc, char **argv) {
   tm_rng = 12345;
   check_conversion();
   check_options();
+  check_alloc_failures();
   int torch = have_torch();
   if (!torch) printf("SKIP: /usr/bin/python3 cannot import torch and numpy: bf16 is compared with f32 only\n");
   char tmp[] = "/tmp/ae_encbf16_XXXXXX";
