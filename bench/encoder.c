@@ -485,25 +485,30 @@ typedef struct { int m, k, n; const char *what; double gflops; } gemm_shape;
 /* C[M,N] = A[M,K] · W[K,N] with W given as PyTorch stores a Linear ([N,K], i.e. tag
  * ba) and reordered once into the layout the matmul primitive picks (format any):
  * what an encoder that prepacks its weights at load time can reach. */
-static double gemm_rate(dnnl_engine_t eng, dnnl_stream_t strm, int M, int K, int N, int reps) {
+/* in_dt bf16: A and the packed W in bf16 (the bf16 precision's GEMMs), C f32; A is
+ * then filled through a reorder from f32. */
+static double gemm_rate(dnnl_engine_t eng, dnnl_stream_t strm, int M, int K, int N, int reps,
+                        dnnl_data_type_t in_dt) {
   dnnl_dims_t ad = {M, K}, wd = {K, N}, cd = {M, N};
-  dnnl_memory_desc_t a_md, w_md, w_any, c_md;
-  DNNL_CHECK(dnnl_memory_desc_init_by_tag(&a_md, 2, ad, dnnl_f32, dnnl_ab));
+  dnnl_memory_desc_t a_md, a32_md, w_md, w_any, c_md;
+  DNNL_CHECK(dnnl_memory_desc_init_by_tag(&a_md, 2, ad, in_dt, dnnl_ab));
+  DNNL_CHECK(dnnl_memory_desc_init_by_tag(&a32_md, 2, ad, dnnl_f32, dnnl_ab));
   DNNL_CHECK(dnnl_memory_desc_init_by_tag(&w_md, 2, wd, dnnl_f32, dnnl_ba));
-  DNNL_CHECK(dnnl_memory_desc_init_by_tag(&w_any, 2, wd, dnnl_f32, dnnl_format_tag_any));
+  DNNL_CHECK(dnnl_memory_desc_init_by_tag(&w_any, 2, wd, in_dt, dnnl_format_tag_any));
   DNNL_CHECK(dnnl_memory_desc_init_by_tag(&c_md, 2, cd, dnnl_f32, dnnl_ab));
   dnnl_matmul_desc_t mdesc;
   DNNL_CHECK(dnnl_matmul_desc_init(&mdesc, &a_md, &w_any, NULL, &c_md));
   dnnl_primitive_desc_t pd, rpd;
   DNNL_CHECK(dnnl_primitive_desc_create(&pd, &mdesc, NULL, eng, NULL));
   const dnnl_memory_desc_t *packed_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-  dnnl_memory_t a, w, wp, c;
+  dnnl_memory_t a, a32, w, wp, c;
   DNNL_CHECK(dnnl_memory_create(&a, &a_md, eng, DNNL_MEMORY_ALLOCATE));
+  DNNL_CHECK(dnnl_memory_create(&a32, &a32_md, eng, DNNL_MEMORY_ALLOCATE));
   DNNL_CHECK(dnnl_memory_create(&w, &w_md, eng, DNNL_MEMORY_ALLOCATE));
   DNNL_CHECK(dnnl_memory_create(&wp, packed_md, eng, DNNL_MEMORY_ALLOCATE));
   DNNL_CHECK(dnnl_memory_create(&c, &c_md, eng, DNNL_MEMORY_ALLOCATE));
   float *ap, *wptr;
-  DNNL_CHECK(dnnl_memory_get_data_handle(a, (void **)&ap));
+  DNNL_CHECK(dnnl_memory_get_data_handle(a32, (void **)&ap));
   DNNL_CHECK(dnnl_memory_get_data_handle(w, (void **)&wptr));
   uint64_t state = 42;
   for (size_t i = 0; i < (size_t)M * K; i++) ap[i] = (float)(splitmix64(&state) % 2001) / 1000.0f - 1.0f;
@@ -514,7 +519,15 @@ static double gemm_rate(dnnl_engine_t eng, dnnl_stream_t strm, int M, int K, int
   DNNL_CHECK(dnnl_primitive_create(&mm, pd));
   dnnl_exec_arg_t rargs[] = {{DNNL_ARG_FROM, w}, {DNNL_ARG_TO, wp}};
   DNNL_CHECK(dnnl_primitive_execute(reorder, strm, 2, rargs));
+  dnnl_primitive_desc_t apd;   /* A: f32 values into the input type (a copy for f32) */
+  dnnl_primitive_t areorder;
+  DNNL_CHECK(dnnl_reorder_primitive_desc_create(&apd, &a32_md, eng, &a_md, eng, NULL));
+  DNNL_CHECK(dnnl_primitive_create(&areorder, apd));
+  dnnl_exec_arg_t aargs[] = {{DNNL_ARG_FROM, a32}, {DNNL_ARG_TO, a}};
+  DNNL_CHECK(dnnl_primitive_execute(areorder, strm, 2, aargs));
   DNNL_CHECK(dnnl_stream_wait(strm));
+  dnnl_primitive_destroy(areorder);
+  dnnl_primitive_desc_destroy(apd);
   dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, wp}, {DNNL_ARG_DST, c}};
   double t[512];
   if (reps > 512) reps = 512;
@@ -528,19 +541,20 @@ static double gemm_rate(dnnl_engine_t eng, dnnl_stream_t strm, int M, int K, int
   dnnl_primitive_destroy(reorder);
   dnnl_primitive_desc_destroy(rpd);
   dnnl_primitive_desc_destroy(pd);
-  dnnl_memory_destroy(a); dnnl_memory_destroy(w); dnnl_memory_destroy(wp); dnnl_memory_destroy(c);
+  dnnl_memory_destroy(a); dnnl_memory_destroy(a32);
+  dnnl_memory_destroy(w); dnnl_memory_destroy(wp); dnnl_memory_destroy(c);
   return 2.0 * M * K * N / median(t, (size_t)reps) / 1e9;
 }
 
 /* Measures every shape and keeps, per shape, the best rate seen so far. */
-static void measure_gemm(const options *o, gemm_shape *g, int ng) {
+static void measure_gemm(const options *o, gemm_shape *g, int ng, dnnl_data_type_t in_dt) {
   dnnl_engine_t eng;
   dnnl_stream_t strm;
   omp_set_num_threads(o->threads);
   DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
   DNNL_CHECK(dnnl_stream_create(&strm, eng, dnnl_stream_default_flags));
   for (int i = 0; i < ng; i++) {
-    double r = gemm_rate(eng, strm, g[i].m, g[i].k, g[i].n, o->gemm_reps);
+    double r = gemm_rate(eng, strm, g[i].m, g[i].k, g[i].n, o->gemm_reps, in_dt);
     if (r > g[i].gflops) g[i].gflops = r;
   }
   dnnl_stream_destroy(strm);
@@ -659,8 +673,8 @@ typedef struct {
   int known;
 } check;
 
-static void print_table(const results *res, const gemm_shape *g, int ng, shape m,
-                        uint64_t weights_bytes, check *checks, int *nchecks) {
+static void print_table(const results *res, const gemm_shape *g, const gemm_shape *g16, int ng,
+                        shape m, uint64_t weights_bytes, check *checks, int *nchecks) {
   double best_gemm = 0;
   for (int i = 0; i < ng; i++) if (g[i].gflops > best_gemm) best_gemm = g[i].gflops;
   printf("\n%-12s %-31s %9s %10s %8s %7s %8s %9s\n", "system", "workload", "items/s",
@@ -685,12 +699,20 @@ static void print_table(const results *res, const gemm_shape *g, int ng, shape m
   for (int i = 0; i < ng; i++)
     printf("%-12s %-31s %9s %10s %8.1f %6.0f%%\n", "oneDNN GEMM", g[i].what, "", "",
            g[i].gflops, 100.0 * g[i].gflops / best_gemm);
+  double best16 = 0;   /* bf16 ceiling: informational, never in the checks */
+  for (int i = 0; i < ng; i++)
+    if (g16[i].gflops > 0) {
+      printf("%-12s %-31s %9s %10s %8.1f %6.0f%%\n", "GEMM bf16", g16[i].what, "", "",
+             g16[i].gflops, 100.0 * g16[i].gflops / best_gemm);
+      if (g16[i].gflops > best16) best16 = g16[i].gflops;
+    }
   printf("(vs ORT: tokens/s for (a), items/s for (b); astembed's (b) rows against ORT naive."
          " padding: share of computed tokens that were padding)\n");
   for (int w = 0; w < W_COUNT; w++)   /* same workload, same round, minutes apart */
     if (res->r[S_AE][w].present && res->r[S_AE16][w].present)
-      printf("astembed bf16 / f32, %-31s %.2fx items/s (medians)\n", workload_label[w],
-             items_per_s(&res->r[S_AE16][w]) / items_per_s(&res->r[S_AE][w]));
+      printf("astembed bf16 / f32, %-31s %.2fx items/s (medians); bf16 at %.0f%% of the bf16 GEMM\n",
+             workload_label[w], items_per_s(&res->r[S_AE16][w]) / items_per_s(&res->r[S_AE][w]),
+             best16 > 0 ? 100.0 * gflops(&res->r[S_AE16][w]) / best16 : NAN);
 
   printf("\npeak RSS, batches of 32 x %d tokens (fresh process, kernel ru_maxrss):\n", RSS_LEN);
   for (int s = 0; s < S_COUNT; s++)
@@ -910,10 +932,13 @@ int main(int argc, char **argv) {
     snprintf(label[i], sizeof label[i], "M%d K%d N%d %s", g[i].m, g[i].k, g[i].n, g[i].what);
     g[i].what = label[i];
   }
+  gemm_shape g16[NG];   /* the same shapes in bf16 (when the bf16 rows run) */
+  memcpy(g16, g, sizeof g);
   const char *cmds[S_COUNT] = {NULL, o.torch_cmd, o.ort_cmd};
   for (int round = 0; round < o.rounds; round++) {
     fprintf(stderr, "bench_encoder: oneDNN GEMM ceiling, then astembed (round %d) ...\n", round + 1);
-    measure_gemm(&o, g, NG);
+    measure_gemm(&o, g, NG, dnnl_f32);
+    if (enc16) measure_gemm(&o, g16, NG, dnnl_bf16);
     time_astembed(enc, &fixed, BATCH, o.warmup_batches, o.reps_fixed, &res->r[S_AE][W_FIXED], m);
     if (ann.n) {
       time_astembed(enc, &ann, 0, o.warmup_batches, o.reps_ann, &res->r[S_AE][W_OWN], m);
@@ -925,7 +950,8 @@ int main(int argc, char **argv) {
       if (ann.n)
         time_astembed(enc16, &ann, 0, o.warmup_batches, o.reps_ann, &res->r[S_AE16][W_OWN], m);
     }
-    measure_gemm(&o, g, NG);
+    measure_gemm(&o, g, NG, dnnl_f32);
+    if (enc16) measure_gemm(&o, g16, NG, dnnl_bf16);
     for (int s = S_TORCH; s < S_COUNT; s++)
       if (cmds[s]) run_peer(&o, s, cmds[s], work_path, round, res, m, &fixed, &ann);
   }
@@ -937,7 +963,7 @@ int main(int argc, char **argv) {
 
   check checks[8];
   int nchecks;
-  print_table(res, g, NG, m, weights_bytes, checks, &nchecks);
+  print_table(res, g, g16, NG, m, weights_bytes, checks, &nchecks);
   int failed = print_checks(res, checks, nchecks, weights_bytes);
   printf("\nversions: astembed %s, pytorch %s, onnxruntime-node %s\n", res->version[S_AE],
          res->version[S_TORCH][0] ? res->version[S_TORCH] : "(not run)",
