@@ -377,9 +377,9 @@ static int lookup_tiers(job *j) {
 /* ---- phase 2: tokenize the misses, one step ahead of the encoder --------------------
  *
  * Why a producer thread: the encoder keeps every core busy for 10-30 ms per item, the
- * tokenizer needs ~5 µs per item (bench_tokenizer: 220k texts/s on one thread). Tokenizing every miss before the first batch makes
- * the first vector wait for the whole input and holds every miss's ids at once; here a
- * producer thread tokenizes the misses in the order the batches will take them, at
+ * tokenizer needs ~5 µs per item (bench_tokenizer: 220k texts/s on one thread).
+ * Tokenizing every miss before the first batch makes the first vector wait for the
+ * whole input and holds every miss's ids at once; here a producer thread tokenizes the misses in the order the batches will take them, at
  * most TOKENIZE_AHEAD items ahead of the batch being encoded, and a batch waits only
  * for its own items (the wait is measured: metrics.overall.tokenize_wait_ms).
  *
