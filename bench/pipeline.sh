@@ -10,7 +10,8 @@
 # the astembed rows compute the same vectors (bench_pipeline checks a sample).
 #
 # Arguments are passed to bench_pipeline (e.g. `bench/pipeline.sh --limit 500 --queries 0`;
-# `build/bench/bench_pipeline --help` lists them). Environment:
+# `make bench-pipeline BENCH_ARGS="..."` does the same; `build/bench/bench_pipeline --help`
+# lists them). Environment:
 #   BENCH_PEERS  "ort" (default) or "" to leave out the ONNX Runtime row
 #   BENCH_SEED, BUILD_DIR, SHARED_DIR  as for bench/run.sh
 # The table goes to stdout and build/bench-cache/pipeline-last.txt.
@@ -20,6 +21,7 @@ set -euo pipefail
 # shellcheck source=bench/prepare.sh
 . "$(dirname "$0")/prepare.sh"
 PEERS=${BENCH_PEERS-ort}
+read -r -a EXTRA <<< "${BENCH_ARGS:-}"
 
 need_built astembed bench/bench_pipeline
 prepare_model
@@ -30,9 +32,9 @@ if [[ " $PEERS " == *" ort "* ]]; then
   ARGS+=(--ort-cmd "node $ROOT/bench/peers/ort_peer.js $ONNX")
 fi
 
-bench_header "bench/pipeline.sh $*" | tee "$CACHE/pipeline-last.txt"
+bench_header "bench/pipeline.sh ${EXTRA[*]} $*" | tee "$CACHE/pipeline-last.txt"
 set +e
-AE_BUILD_DIR=$BUILD AE_SOURCE_DIR=$ROOT "$BUILD/bench/bench_pipeline" "${ARGS[@]}" "$@" |
+AE_BUILD_DIR=$BUILD AE_SOURCE_DIR=$ROOT "$BUILD/bench/bench_pipeline" "${ARGS[@]}" "${EXTRA[@]}" "$@" |
   tee -a "$CACHE/pipeline-last.txt"
 rc=${PIPESTATUS[0]}
 set -e

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/prepare.sh — the preparation shared by bench/run.sh and bench/pipeline.sh
 # (sourced, not run). Sets:
 #   ROOT BUILD SHARED CACHE SEED MODEL ONNX PY OPENBLAS
