@@ -747,6 +747,8 @@ typedef struct {
     double total_processing_time_ms, average_item_time_ms, error_rate, items_per_second;
     uint64_t items_processed, embedded, failed, truncated, tokens, batches;
     double tokenize_ms, encode_ms, store_ms;
+    double tokenize_wait_ms;           /* batches waiting for the tokenizer thread */
+    uint64_t overlapped_batches;       /* batches encoded while it was still tokenizing */
     uint64_t peak_rss_bytes;
   } overall;
 } ae_performance_metrics;

@@ -1,12 +1,14 @@
 /* Allocation-failure injection for tests: an ae_allocator whose k-th call fails
  * (fa_fail_at = k; 0 = never) and that counts live blocks, so leaks show up without
- * ASan as well. Install with ae_set_allocator(&fa_allocator). */
+ * ASan as well. Install with ae_set_allocator(&fa_allocator). The counters are
+ * atomic: the library allocates from several threads (tokenizer thread, workers). */
 #ifndef AE_TEST_FAILALLOC_H
 #define AE_TEST_FAILALLOC_H
+#include <stdatomic.h>
 #include <stdlib.h>
 #include "astembed.h"
 
-static long fa_fail_at, fa_calls, fa_live;
+static _Atomic long fa_fail_at, fa_calls, fa_live;
 
 static void *fa_malloc(size_t n, void *ud) {
   (void)ud;

@@ -39,6 +39,8 @@ static char *slurp(const char *path, size_t *n) {
 }
 
 int main(void) {
+  /* the CLI's load cache would default to ~/.cache/astembed: not this test's business */
+  setenv("ASTEMBED_CACHE_DIR", "off", 1);
   const char *sh = test_shared_dir();
   if (!sh) { printf("SKIP: ../shared missing (needs the MiniLM tokenizer files)\n"); TEST_DONE(); }
   char tmp[] = "/tmp/ae-enc-cli-XXXXXX";

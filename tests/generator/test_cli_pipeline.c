@@ -63,6 +63,10 @@ int main(void) {
   snprintf(model, sizeof model, "%s/model", dir);
   snprintf(db, sizeof db, "%s/idx/index.db", dir);
   snprintf(input, sizeof input, "%s/in.jsonl", dir);
+  /* embed and query use the load cache: in this test's folder, not ~/.cache/astembed */
+  char lcache[160];
+  snprintf(lcache, sizeof lcache, "%s/loadcache", dir);
+  setenv("ASTEMBED_CACHE_DIR", lcache, 1);
   ae__init_random_options o;
   ae__init_random_options_default(&o);
   o.layers = 2; o.hidden = 64; o.heads = 4; o.intermediate = 128; o.max_seq_length = 128;

@@ -361,6 +361,11 @@ static void test_load_cache_dir(void) {
 int main(void) {
   strcpy(dir, "/tmp/ae_gen_XXXXXX");
   REQUIRE(mkdtemp(dir));
+  /* the CLI run by test_sigkill uses the load cache: in this test's folder, not
+   * ~/.cache/astembed */
+  char lcache[160];
+  snprintf(lcache, sizeof lcache, "%s/cli-loadcache", dir);
+  setenv("ASTEMBED_CACHE_DIR", lcache, 1);
   make_model();
   CHECK_OK(ae_annotations_load_jsonl("examples/annotations.jsonl", NULL, NULL, &set));
   items = ae_annotation_set_items(set);

@@ -171,6 +171,8 @@ static void test_usage(void) {
 }
 
 int main(void) {
+  /* the CLI's load cache would default to ~/.cache/astembed: not this test's business */
+  setenv("ASTEMBED_CACHE_DIR", "off", 1);
   const char *build = getenv("AE_BUILD_DIR");
   const char *src = getenv("AE_SOURCE_DIR");
   if (!build) {
