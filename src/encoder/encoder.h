@@ -67,6 +67,9 @@ int ae__gemm_run(ae__gemm *g, dnnl_stream_t st, int M, const float *A, const voi
 /* dst[i] = src[i] rounded to the nearest bf16 (ties to even), n elements; run by
  * the calling OpenMP team's threads when n is large. */
 void ae__to_bf16(const float *src, uint16_t *dst, size_t n);
+/* The same in scalar integer arithmetic (what ae__to_bf16 uses without AVX512-BF16;
+ * exposed for the tests). */
+void ae__to_bf16_portable(const float *src, uint16_t *dst, size_t n);
 
 void *ae__aligned_alloc(size_t bytes);   /* 64-byte aligned, through the hook */
 void ae__aligned_free(void *p);

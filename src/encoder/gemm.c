@@ -313,7 +313,7 @@ static uint16_t bf16_round(float f) {
   return (uint16_t)(x >> 16);
 }
 
-static void to_bf16_int(const float *s, uint16_t *d, size_t n) {
+void ae__to_bf16_portable(const float *s, uint16_t *d, size_t n) {
   for (size_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
 }
 
@@ -322,7 +322,7 @@ static void to_bf16_span(const float *s, uint16_t *d, size_t n) {
   /* reads libgcc's cpu model (filled once at startup): cheap, and race-free */
   if (__builtin_cpu_supports("avx512bf16")) { to_bf16_ne(s, d, n); return; }
 #endif
-  to_bf16_int(s, d, n);
+  ae__to_bf16_portable(s, d, n);
 }
 
 void ae__to_bf16(const float *src, uint16_t *dst, size_t n) {

@@ -99,18 +99,26 @@ static void check_conversion(void) {
       }
       x[i] = v;
     }
-    ae__to_bf16(x, y, n);
-    size_t bad = 0;
-    for (size_t i = 0; i < n; i++) bad += y[i] != tm_f32_to_bf16(x[i]);
-    CHECKF(bad == 0, "n=%zu: %zu of the conversions are not round-to-nearest-even", n, bad);
-    CHECK(y[n] == 0xBEEF);
+    for (int path = 0; path < 2; path++) {   /* AVX512-BF16 (when present), portable */
+      if (path == 0) ae__to_bf16(x, y, n);
+      else ae__to_bf16_portable(x, y, n);
+      size_t bad = 0;
+      for (size_t i = 0; i < n; i++) bad += y[i] != tm_f32_to_bf16(x[i]);
+      CHECKF(bad == 0, "n=%zu, path %d: %zu of the conversions are not round-to-nearest-even", n,
+             path, bad);
+      CHECK(y[n] == 0xBEEF);
+    }
     free(x);
     free(y);
   }
-  float sp[4] = {INFINITY, -INFINITY, 0.0f, -0.0f};
-  uint16_t o[4];
-  ae__to_bf16(sp, o, 4);
+  float sp[5] = {INFINITY, -INFINITY, 0.0f, -0.0f, NAN};
+  uint16_t o[5], q[5];
+  ae__to_bf16(sp, o, 5);
+  ae__to_bf16_portable(sp, q, 5);
+  for (int i = 0; i < 4; i++) CHECK(o[i] == q[i]);
   CHECK(o[0] == 0x7F80 && o[1] == 0xFF80 && o[2] == 0 && o[3] == 0x8000);
+  /* NaN stays a NaN (exponent all ones, mantissa non-zero) on both paths */
+  CHECK((o[4] & 0x7F80) == 0x7F80 && (o[4] & 0x7F) && (q[4] & 0x7F80) == 0x7F80 && (q[4] & 0x7F));
 }
 
 /* ---- options and fingerprints ----------------------------------------------------- */
