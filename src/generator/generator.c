@@ -157,6 +157,11 @@ static int register_model(ae_generator *g) {
   const char *dir = g->cfg.model.path;
   const char *slash = strrchr(dir, '/');
   const char *name = slash && slash[1] ? slash + 1 : dir;
+  char named[4200];  /* a bf16 index row says so, next to the f32 one of the same folder */
+  if (g->enc && strcmp(ae_encoder_precision(g->enc), "f32")) {
+    snprintf(named, sizeof named, "%s (%s)", name, ae_encoder_precision(g->enc));
+    name = named;
+  }
   int rc = ae_store_register_model(g->store, g->fp, name, dir, g->dim);
   if (!rc) g->store_registered = 1;
   return rc;
@@ -176,6 +181,7 @@ int ae_generator_init(ae_generator *g) {
     if (!c->model.path[0])
       return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
     ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length,
+                             .precision = ae_precision_name(c->model.precision),
                              .cache_dir = g->load_cache_dir};
     if ((rc = ae_encoder_load(c->model.path, &eo, &g->enc))) return rc;
     g->dim = ae_encoder_dim(g->enc);

@@ -11,7 +11,6 @@
 #include "store/store.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,18 +97,22 @@ static int exec(ae_store *s, const char *sql) {
   return AE_OK;
 }
 
-/* mkdir -p of the database's folder */
+/* mkdir -p of the database's folder. Not dirname(3): for a bare file name it returns
+ * a static "." that must not be written to. */
 static int make_parent(const char *path) {
-  char *tmp = ae__strdup(path);
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash == path) return AE_OK;   /* the current folder, or / */
+  char *tmp = ae__malloc((size_t)(slash - path) + 1);
   if (!tmp) return AE_ENOMEM;
-  char *dir = dirname(tmp);
+  memcpy(tmp, path, (size_t)(slash - path));
+  tmp[slash - path] = 0;
   int rc = AE_OK;
-  for (char *p = dir + 1; ; p++) {
+  for (char *p = tmp + 1; ; p++) {
     char c = *p;
     if (c == '/' || c == 0) {
       *p = 0;
-      if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        rc = ae__error(AE_EIO, "%s: cannot create folder %s: %s", path, dir, strerror(errno));
+      if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+        rc = ae__error(AE_EIO, "%s: cannot create folder %s: %s", path, tmp, strerror(errno));
       *p = c;
       if (c == 0 || rc) break;
     }

@@ -18,7 +18,7 @@ static inline const char *src_dir(void) {
 
 /* Runs the reference on ids and returns its vectors (n * H), or NULL. */
 static inline float *run_reference(const char *dir, int32_t **ids, size_t *lens, size_t n, int H) {
-  char in[4200], outp[4200], cmd[13000];
+  char in[4400], outp[4400], cmd[13400];
   snprintf(in, sizeof in, "%s/in.jsonl", dir);
   snprintf(outp, sizeof outp, "%s/out.jsonl", dir);
   FILE *f = fopen(in, "w");

@@ -474,9 +474,27 @@ static void test_sigkill(void) {
   CHECK(run_once(path, version_every, -1) == 0);
 }
 
+/* Paths as a user types them: a bare file name in the current folder (dirname(3)
+ * returns a static "." for it, which once crashed the folder creation), a relative
+ * path whose folders do not exist yet, and a trailing file in the root's child. */
+static void test_relative_paths(void) {
+  char cwd[4096];
+  REQUIRE(getcwd(cwd, sizeof cwd));
+  REQUIRE(chdir(dir) == 0);
+  const char *paths[] = {"bare.db", "sub/deeper/x.db", "./dot.db"};
+  for (int i = 0; i < 3; i++) {
+    ae_store *st = NULL;
+    CHECKF(ae_store_open(paths[i], 0, &st) == AE_OK, "%s: %s", paths[i], ae_last_error());
+    ae_store_close(st);
+    CHECKF(access(paths[i], F_OK) == 0, "%s was not created", paths[i]);
+  }
+  CHECK(chdir(cwd) == 0);
+}
+
 int main(void) {
   strcpy(dir, "/tmp/ae_store_XXXXXX");
   REQUIRE(mkdtemp(dir));
+  test_relative_paths();
   test_basic();
   test_truncated_flag();
   test_schema_v1();
