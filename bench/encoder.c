@@ -48,6 +48,7 @@
 
 #include "common/common.h"
 #include "common/jsonl.h"
+#include "peer_run.h"
 
 #define BATCH 32
 #define FIXED_LEN 128
@@ -565,28 +566,14 @@ static void measure_gemm(const options *o, gemm_shape *g, int ng, dnnl_data_type
 /* Peers                                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Runs `sh -c "exec CMD ARG > OUT"`; returns the exit status, *maxrss_bytes gets the
- * child's peak RSS as the kernel counted it (exec keeps the process, so that is the
- * peer's own). */
+/* A peer as a child (bench/peer_run.h); *maxrss_bytes gets its own peak RSS. */
 static int run_child(const char *cmd, const char *arg, const char *out_path,
                      uint64_t *maxrss_bytes) {
-  size_t len = strlen(cmd) + strlen(arg) + strlen(out_path) + 32;
-  char *line = malloc(len);
-  snprintf(line, len, "exec %s '%s' > '%s'", cmd, arg, out_path);
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) { perror("bench_encoder: fork"); exit(1); }
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", line, (char *)NULL);
-    _exit(127);
-  }
-  int status;
-  struct rusage ru;
-  while (wait4(pid, &status, 0, &ru) < 0)
-    if (errno != EINTR) { perror("bench_encoder: wait4"); exit(1); }
-  free(line);
-  if (maxrss_bytes) *maxrss_bytes = (uint64_t)ru.ru_maxrss * 1024;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  long kb = 0;
+  int rc = bench_run_peer(cmd, arg, out_path, &kb);
+  if (rc < 0) { perror("bench_encoder: starting a peer"); exit(1); }
+  if (maxrss_bytes) *maxrss_bytes = (uint64_t)kb * 1024;
+  return rc;
 }
 
 static int workload_index(const char *key) {

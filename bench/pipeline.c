@@ -46,6 +46,7 @@
 #define _GNU_SOURCE
 #include "astembed.h"
 #include "common/common.h"
+#include "peer_run.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -330,28 +331,6 @@ typedef struct {
   double min_cos, max_diff;
 } ort_row;
 
-/* Runs `sh -c "exec CMD WORK > OUT"` and waits for it; *maxrss_kb gets the peer's own
- * peak RSS (exec keeps the process). Returns the exit status. */
-static int run_peer(const char *cmd, const char *work, const char *out, long *maxrss_kb) {
-  size_t len = strlen(cmd) + strlen(work) + strlen(out) + 32;
-  char *line = malloc(len);
-  snprintf(line, len, "exec %s '%s' > '%s'", cmd, work, out);
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) { free(line); return -1; }
-  if (pid == 0) {
-    execl("/bin/sh", "sh", "-c", line, (char *)NULL);
-    _exit(127);
-  }
-  int status;
-  struct rusage ru;
-  while (wait4(pid, &status, 0, &ru) < 0)
-    if (errno != EINTR) { free(line); return -1; }
-  free(line);
-  *maxrss_kb = ru.ru_maxrss;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
 static double jnum(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
 
 static int read_peer_output(const char *path, ort_row *o) {
@@ -406,7 +385,7 @@ static int run_ort_row(const char *cmd, const char *work, ort_row *o) {
   o->row = tok;
   fprintf(stderr, "bench: running ONNX Runtime over %zu sequences (%s) ...\n", tok.embedded, cmd);
   long rss_kb = 0;
-  int rc = run_peer(cmd, work_file, out, &rss_kb);
+  int rc = bench_run_peer(cmd, work_file, out, &rss_kb);
   if (rc) { fprintf(stderr, "bench: the ONNX Runtime peer exited with status %d (command: %s)\n", rc, cmd); return -1; }
   if (read_peer_output(out, o)) return -1;
   phase_result *r = &o->row;

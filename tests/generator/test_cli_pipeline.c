@@ -6,6 +6,7 @@
 #include "astembed.h"
 #include "model/model.h"
 #include "test.h"
+#include "gen_test_util.h"
 #include <jansson.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -67,10 +68,8 @@ int main(void) {
   char lcache[160];
   snprintf(lcache, sizeof lcache, "%s/loadcache", dir);
   setenv("ASTEMBED_CACHE_DIR", lcache, 1);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.layers = 2; o.hidden = 64; o.heads = 4; o.intermediate = 128; o.max_seq_length = 128;
-  CHECK_OK(ae__model_init_random_ex("examples/model-config/all-MiniLM-L6-v2", model, &o));
+  make_tiny_minilm(model, (tiny_shape){.seed = 0, .layers = 2, .hidden = 64, .heads = 4,
+                                       .intermediate = 128, .max_len = 128});
 
   /* input: 30 good records and 3 bad ones */
   ae_annotation_set *set;

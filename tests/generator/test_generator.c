@@ -9,6 +9,7 @@
 #include "astembed.h"
 #include "model/model.h"
 #include "test.h"
+#include "gen_test_util.h"
 #include <jansson.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -21,16 +22,9 @@ static const ae_annotation *items;
 static size_t n;
 
 static void make_model(void) {
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.seed = 7;
-  o.layers = 2;
-  o.hidden = 64;
-  o.heads = 4;
-  o.intermediate = 128;
-  o.max_seq_length = 64;
   snprintf(model, sizeof model, "%s/model", dir);
-  CHECK_OK(ae__model_init_random_ex("examples/model-config/all-MiniLM-L6-v2", model, &o));
+  make_tiny_minilm(model, (tiny_shape){.seed = 7, .layers = 2, .hidden = 64, .heads = 4,
+                                       .intermediate = 128, .max_len = 64});
 }
 
 static void config(ae_generator_config *c) {

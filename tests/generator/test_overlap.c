@@ -16,6 +16,7 @@
 #include "astembed.h"
 #include "model/model.h"
 #include "failalloc.h"
+#include "gen_test_util.h"
 #include "test.h"
 #include <stdatomic.h>
 #include <unistd.h>
@@ -27,16 +28,9 @@ static ae_annotation items[N_ITEMS];
 static char ids[N_ITEMS][16], sigs[N_ITEMS][64], sums[N_ITEMS][512];
 
 static void make_model(void) {
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.seed = 11;
-  o.layers = 1;
-  o.hidden = 32;
-  o.heads = 2;
-  o.intermediate = 64;
-  o.max_seq_length = 48;
   snprintf(model, sizeof model, "%s/model", dir);
-  CHECK_OK(ae__model_init_random_ex("examples/model-config/all-MiniLM-L6-v2", model, &o));
+  make_tiny_minilm(model, (tiny_shape){.seed = 11, .layers = 1, .hidden = 32, .heads = 2,
+                                       .intermediate = 64, .max_len = 48});
 }
 
 /* Items of many lengths, some over the max length (truncated), in no length order. */
