@@ -19,9 +19,13 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 /* Default model folder: $ASTEMBED_MODEL, else NULL. */
 const char *cli_default_model(void);
 
-/* Load-cache folder for ae_encoder_options.cache_dir (defined in cmd_query.c):
+/* Load-cache folder for ae_encoder_options.cache_dir (defined in main.c):
  * $ASTEMBED_CACHE_DIR, else $XDG_CACHE_HOME/astembed, else ~/.cache/astembed; NULL
  * when ASTEMBED_CACHE_DIR is "off" (or "0", "none") or no home is known. The string
  * lives until the next call. */
 const char *cli_load_cache_dir(void);
+
+/* --precision VALUE of subcommand cmd: AE_PRECISION_*, or -1 after printing the usage
+ * error (defined in main.c). */
+int cli_parse_precision(const char *cmd, const char *value);
 #endif

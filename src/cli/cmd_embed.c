@@ -23,12 +23,6 @@
 
 #define EMBED_CHUNK 16384 /* items per generator call: bounds the result memory */
 
-static int parse_precision(const char *v) {
-  int p = ae_precision_parse(v);
-  if (p < 0) fprintf(stderr, "astembed embed: bad --precision '%s' (f32 or bf16)\n", v);
-  return p;
-}
-
 static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed embed [--input FILE.jsonl | --annotations-db FILE] [--db PATH]\n"
@@ -169,7 +163,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--config")) o->config = argv[++i];
     else if (!strcmp(a, "--preset")) o->preset = argv[++i];
     else if (!strcmp(a, "--precision")) {
-      if ((o->precision = parse_precision(argv[++i])) < 0) return CLI_USAGE;
+      if ((o->precision = cli_parse_precision("embed", argv[++i])) < 0) return CLI_USAGE;
     } else if (!strcmp(a, "--threads")) {
       char *end;
       errno = 0;
@@ -308,13 +302,6 @@ int cmd_embed(int argc, char **argv) {
   ae_generator_set_log(g, on_log, &u, o.log_level);
   ae_generator_set_progress(g, on_progress, &u);
   if ((rc = ae_generator_init(g))) goto fail;
-  if (cfg.model.enabled && ae_generator_encoder(g) &&
-      strcmp(ae_encoder_precision(ae_generator_encoder(g)), ae_precision_name(cfg.model.precision))) {
-    /* never store vectors under another precision than the one asked for */
-    rc = ae__error(AE_ESTATE, "the generator loaded the model at precision %s, not the requested %s",
-                   ae_encoder_precision(ae_generator_encoder(g)), ae_precision_name(cfg.model.precision));
-    goto fail;
-  }
 
   g_gen = g;
   struct sigaction sa, old;

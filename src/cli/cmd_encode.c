@@ -16,12 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int parse_precision(const char *v) {
-  int p = ae_precision_parse(v);
-  if (p < 0) fprintf(stderr, "astembed encode: bad --precision '%s' (f32 or bf16)\n", v);
-  return p;
-}
-
 static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed encode [--model DIR] [--threads N] [--batch-size N] [--max-length N]\n"
@@ -166,7 +160,7 @@ int cmd_encode(int argc, char **argv) {
     else if (!strcmp(a, "--max-length")) { if ((max_len = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--format") && v) { format = v; i++; }
     else if (!strcmp(a, "--precision") && v) {
-      if (parse_precision(v) < 0) return CLI_USAGE;
+      if (cli_parse_precision("encode", v) < 0) return CLI_USAGE;
       precision = v;
       i++;
     }

@@ -88,10 +88,7 @@ static int parse(int argc, char **argv, qopts *o) {
     if (!strcmp(a, "--db")) o->db = val;
     else if (!strcmp(a, "--model")) o->model = val;
     else if (!strcmp(a, "--precision")) {
-      if (ae_precision_parse(val) < 0) {
-        fprintf(stderr, "astembed query: bad --precision '%s' (f32 or bf16)\n", val);
-        return CLI_USAGE;
-      }
+      if (cli_parse_precision("query", val) < 0) return CLI_USAGE;
       o->precision = val;
     }
     else if (!strcmp(a, "--top")) { if (num(a, val, 1, 100000, &v)) return CLI_USAGE; o->top = (long)v; }

@@ -48,6 +48,12 @@ const char *cli_default_model(void) {
   return m && *m ? m : NULL;
 }
 
+int cli_parse_precision(const char *cmd, const char *value) {
+  int p = ae_precision_parse(value);
+  if (p < 0) fprintf(stderr, "astembed %s: bad --precision '%s' (f32 or bf16)\n", cmd, value);
+  return p;
+}
+
 const char *cli_load_cache_dir(void) {
   static char buf[4096];
   const char *env = getenv("ASTEMBED_CACHE_DIR");

@@ -131,7 +131,7 @@ static int init_gemms(ae_encoder *enc) {
 static const char *const k_precision_names[] = {"f32", "bf16"};   /* AE_PRECISION_* */
 
 const char *ae_precision_name(int precision) {
-  return precision == AE_PRECISION_BF16 ? "bf16" : "f32";
+  return k_precision_names[precision == AE_PRECISION_BF16];
 }
 
 int ae_precision_parse(const char *name) {

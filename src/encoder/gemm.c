@@ -305,16 +305,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void to_bf16_ne(const float
 }
 #endif
 
-static uint16_t bf16_round(float f) {
-  uint32_t x;
-  memcpy(&x, &f, 4);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40);  /* NaN */
-  x += 0x7fffu + ((x >> 16) & 1);
-  return (uint16_t)(x >> 16);
-}
-
 void ae__to_bf16_portable(const float *s, uint16_t *d, size_t n) {
-  for (size_t i = 0; i < n; i++) d[i] = bf16_round(s[i]);
+  for (size_t i = 0; i < n; i++) d[i] = ae__f32_to_bf16(s[i]);   /* src/model/config.c */
 }
 
 static void to_bf16_span(const float *s, uint16_t *d, size_t n) {

@@ -385,9 +385,10 @@ static int lookup_tiers(job *j) {
  * Why a producer thread: the encoder keeps every core busy for 10-30 ms per item, the
  * tokenizer needs ~5 µs per item (bench_tokenizer: 220k texts/s on one thread).
  * Tokenizing every miss before the first batch makes the first vector wait for the
- * whole input and holds every miss's ids at once; here a producer thread tokenizes the misses in the order the batches will take them, at
- * most TOKENIZE_AHEAD items ahead of the batch being encoded, and a batch waits only
- * for its own items (the wait is measured: metrics.overall.tokenize_wait_ms).
+ * whole input and holds every miss's ids at once; here a producer thread tokenizes
+ * the misses in the order the batches will take them, at most TOKENIZE_AHEAD items
+ * ahead of the batch being encoded, and a batch waits only for its own items (the
+ * wait is measured: metrics.overall.tokenize_wait_ms).
  *
  * Order: exact token counts exist only after tokenizing, so the misses are first
  * ordered by text length in bytes (longest first: a close proxy; every text longer
@@ -401,15 +402,13 @@ static int lookup_tiers(job *j) {
  * ready, or any position once the producer has finished (done). */
 #define TOKENIZE_AHEAD 2048
 
-static int by_text_length_desc(const void *a, const void *b, void *lens) {
+/* qsort_r order of item indices by a per-item length (text bytes or token count),
+ * longest first, ties in input order. */
+static int by_length_desc(const void *a, const void *b, void *lens) {
   const size_t *len = lens;
   size_t x = *(const size_t *)a, y = *(const size_t *)b;
   if (len[x] != len[y]) return len[x] < len[y] ? 1 : -1;
   return x < y ? -1 : x > y;
-}
-
-static int by_tokens_desc(const void *a, const void *b, void *n_ids) {
-  return by_text_length_desc(a, b, n_ids);
 }
 
 static void tokenize_one(job *j, size_t i) {
@@ -458,7 +457,7 @@ static int tokenize_start(job *j) {
     j->n_miss = 0;
     return AE_OK;
   }
-  qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_text_length_desc, j->text_len);
+  qsort_r(j->miss, j->n_miss, sizeof *j->miss, by_length_desc, j->text_len);
   tok_queue *q = &j->tq;
   pthread_mutex_init(&q->mu, NULL);
   pthread_cond_init(&q->cv, NULL);
@@ -516,7 +515,7 @@ static size_t order_range(job *j, size_t first, size_t end) {
     if (!j->res[i].status && !j->ids[i]) fail_item(&j->res[i], AE_EINTR, "interrupted");
     if (!j->res[i].status) { m[k] = m[ok]; m[ok++] = i; }
   }
-  qsort_r(m, ok, sizeof *m, by_tokens_desc, j->n_ids);
+  qsort_r(m, ok, sizeof *m, by_length_desc, j->n_ids);
   return ok;
 }
 

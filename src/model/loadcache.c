@@ -22,11 +22,7 @@ void ae__lc_hex(const uint8_t *b, size_t n, char *out) {
   out[2 * n] = 0;
 }
 
-static int64_t realtime_s(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  return (int64_t)now.tv_sec;
-}
+static int64_t realtime_s(void) { return (int64_t)time(NULL); }
 
 /* A read that serves an entry is a use, and the sweep evicts by last use, so the
  * entry's mtime is moved to now. atime cannot carry this (relatime and noatime mounts
