@@ -143,6 +143,54 @@ static inline int tm_write_file(const char *dir, const char *name, const char *t
   return fclose(f);
 }
 
+/* A 40-token WordPiece vocabulary for tm_model_dir's configs. */
+static const char *tm_small_vocab =
+  "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ndef\nreturn\nself\nparse\npath\n(\n)\n:\n,\n.\n"
+  "the\nvalue\nof\n##s\n##ed\na\nb\nc\nx\ny\n=\n+\n\"\n#\nfile\n";
+
+/* The shape and options of tm_model_dir's folder. model_max_length > 0 also writes a
+ * tokenizer_config.json with it. */
+typedef struct {
+  int H, heads, I, layers, max_pos, model_max_length, normalize;
+  const char *act;
+  uint64_t seed;
+} tm_shape;
+
+/* root/model-NAME: random weights (ae__model_init_random_ex, mean pooling) for a small
+ * BERT config of shape s and tm_small_vocab, made from root/like-NAME. Returns the
+ * folder (malloc'ed) or NULL, having said why on stderr. */
+static inline char *tm_model_dir(const char *root, const char *name, tm_shape s) {
+  char like[512], cfg[1024], *out = malloc(512);
+  snprintf(like, sizeof like, "%s/like-%s", root, name);
+  mkdir(like, 0755);
+  snprintf(cfg, sizeof cfg,
+           "{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\", \"hidden_act\": \"%s\",\n"
+           " \"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,\n"
+           " \"intermediate_size\": %d, \"vocab_size\": 40, \"max_position_embeddings\": %d,\n"
+           " \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0}\n",
+           s.act, s.H, s.layers, s.heads, s.I, s.max_pos);
+  tm_write_file(like, "config.json", cfg);
+  tm_write_file(like, "vocab.txt", tm_small_vocab);
+  if (s.model_max_length > 0) {
+    char tc[128];
+    snprintf(tc, sizeof tc, "{\"do_lower_case\": true, \"model_max_length\": %d}", s.model_max_length);
+    tm_write_file(like, "tokenizer_config.json", tc);
+  }
+  snprintf(out, 512, "%s/model-%s", root, name);
+  ae__init_random_options o;
+  ae__init_random_options_default(&o);
+  o.seed = s.seed;
+  o.normalize = s.normalize;
+  o.pooling = AE_POOL_MEAN;
+  int rc = ae__model_init_random_ex(like, out, &o);
+  if (rc) {
+    fprintf(stderr, "init-random %s: %s\n", out, ae_last_error());
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
 /* Writes the model as a Hugging Face + sentence-transformers folder. */
 static inline int tm_write_folder(const tmodel *t, const char *dir) {
   const ae__bert_model *m = &t->m;

@@ -8,36 +8,21 @@
 #include "failalloc.h"
 #include <unistd.h>
 
-static const char *small_config =
-  "{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\", \"hidden_act\": \"gelu\",\n"
-  " \"hidden_size\": 32, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,\n"
-  " \"intermediate_size\": 64, \"vocab_size\": 40, \"max_position_embeddings\": 48,\n"
-  " \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0}\n";
-static const char *small_vocab =
-  "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ndef\nreturn\nself\nparse\npath\n(\n)\n:\n,\n.\n"
-  "the\nvalue\nof\n##s\n##ed\na\nb\nc\nx\ny\n=\n+\n\"\n#\nfile\n";
-
 static char *mkdir_tmp(void) {
   char *d = strdup("/tmp/ae-enc-api-XXXXXX");
   if (!mkdtemp(d)) { free(d); return NULL; }
   return d;
 }
 
-/* A small model folder: like-dir (config + vocab.txt) -> init-random. */
+/* A small model folder (root/model-NORMALIZE-SEED): see tm_model_dir. */
 static char *small_model(const char *root, int normalize, uint64_t seed) {
-  char like[512], *out = malloc(512);
-  snprintf(like, sizeof like, "%s/like", root);
-  mkdir(like, 0755);
-  tm_write_file(like, "config.json", small_config);
-  tm_write_file(like, "vocab.txt", small_vocab);
-  tm_write_file(like, "tokenizer_config.json", "{\"do_lower_case\": true, \"model_max_length\": 24}");
-  snprintf(out, 512, "%s/model-%d-%llu", root, normalize, (unsigned long long)seed);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.seed = seed;
-  o.normalize = normalize;
-  o.pooling = AE_POOL_MEAN;
-  CHECK_OK(ae__model_init_random_ex(like, out, &o));
+  char name[64];
+  snprintf(name, sizeof name, "%d-%llu", normalize, (unsigned long long)seed);
+  char *out = tm_model_dir(root, name, (tm_shape){.H = 32, .heads = 2, .I = 64, .layers = 2,
+                                                  .max_pos = 48, .model_max_length = 24,
+                                                  .normalize = normalize, .act = "gelu",
+                                                  .seed = seed});
+  REQUIRE(out);
   return out;
 }
 

@@ -7,34 +7,6 @@
 #include "test.h"
 #include <unistd.h>
 
-static const char *small_vocab =
-  "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ndef\nreturn\nself\nparse\npath\n(\n)\n:\n,\n.\n"
-  "the\nvalue\nof\n##s\n##ed\na\nb\nc\nx\ny\n=\n+\n\"\n#\nfile\n";
-
-static char *model_dir(const char *root, const char *name, int H, int heads, int I, int layers,
-                       const char *act) {
-  char like[512], cfg[1024], *out = malloc(512);
-  snprintf(like, sizeof like, "%s/like-%s", root, name);
-  mkdir(like, 0755);
-  snprintf(cfg, sizeof cfg,
-           "{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\", \"hidden_act\": \"%s\",\n"
-           " \"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,\n"
-           " \"intermediate_size\": %d, \"vocab_size\": 40, \"max_position_embeddings\": 96,\n"
-           " \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0}\n",
-           act, H, layers, heads, I);
-  tm_write_file(like, "config.json", cfg);
-  tm_write_file(like, "vocab.txt", small_vocab);
-  tm_write_file(like, "tokenizer_config.json", "{\"do_lower_case\": true, \"model_max_length\": 96}");
-  snprintf(out, 512, "%s/model-%s", root, name);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.seed = 7;
-  o.normalize = 1;
-  o.pooling = AE_POOL_MEAN;
-  CHECK_OK(ae__model_init_random_ex(like, out, &o));
-  return out;
-}
-
 static size_t bytes;   /* bytes requested through the allocator hook */
 static void *c_malloc(size_t n, void *ud) { (void)ud; bytes += n; return malloc(n); }
 static void *c_realloc(void *p, size_t n, void *ud) { (void)ud; bytes += n; return realloc(p, n); }
@@ -111,8 +83,12 @@ static void compare(const char *dir, int H, int I, int layers) {
 int main(void) {
   char *root = strdup("/tmp/ae-enc-noprepack-XXXXXX");
   REQUIRE(mkdtemp(root));
-  char *tiny = model_dir(root, "tiny", 32, 2, 64, 2, "gelu");
-  char *wide = model_dir(root, "wide", 384, 12, 1536, 2, "gelu");
+  tm_shape shape = {.H = 32, .heads = 2, .I = 64, .layers = 2, .max_pos = 96, .model_max_length = 96,
+                    .normalize = 1, .act = "gelu", .seed = 7};
+  char *tiny = tm_model_dir(root, "tiny", shape);
+  shape.H = 384, shape.heads = 12, shape.I = 1536;
+  char *wide = tm_model_dir(root, "wide", shape);
+  REQUIRE(tiny && wide);
   compare(tiny, 32, 64, 2);
   compare(wide, 384, 1536, 2);
   char cmd[600];

@@ -9,33 +9,6 @@
 #include "test.h"
 #include <unistd.h>
 
-static const char *small_vocab =
-  "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ndef\nreturn\nself\nparse\npath\n(\n)\n:\n,\n.\n"
-  "the\nvalue\nof\n##s\n##ed\na\nb\nc\nx\ny\n=\n+\n\"\n#\nfile\n";
-
-static char *model_dir(const char *root, const char *name, int H, int heads, int I,
-                       const char *act) {
-  char like[512], cfg[1024], *out = malloc(512);
-  snprintf(like, sizeof like, "%s/like-%s", root, name);
-  mkdir(like, 0755);
-  snprintf(cfg, sizeof cfg,
-           "{\"architectures\": [\"BertModel\"], \"model_type\": \"bert\", \"hidden_act\": \"%s\",\n"
-           " \"hidden_size\": %d, \"num_hidden_layers\": 2, \"num_attention_heads\": %d,\n"
-           " \"intermediate_size\": %d, \"vocab_size\": 40, \"max_position_embeddings\": 64,\n"
-           " \"type_vocab_size\": 2, \"layer_norm_eps\": 1e-12, \"pad_token_id\": 0}\n",
-           act, H, heads, I);
-  tm_write_file(like, "config.json", cfg);
-  tm_write_file(like, "vocab.txt", small_vocab);
-  snprintf(out, 512, "%s/model-%s", root, name);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
-  o.seed = 11;
-  o.normalize = 0;
-  o.pooling = AE_POOL_MEAN;
-  CHECK_OK(ae__model_init_random_ex(like, out, &o));
-  return out;
-}
-
 static void compare(const char *dir, int H) {
   ae_encoder *on = NULL, *off = NULL;
   ae_encoder_options o_on = {.threads = 1, .prepack = AE_PREPACK_ON};
@@ -83,7 +56,10 @@ int main(void) {
     {"wide", "gelu", 384, 12, 1536},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    char *dir = model_dir(root, cases[i].name, cases[i].H, cases[i].heads, cases[i].I, cases[i].act);
+    char *dir = tm_model_dir(root, cases[i].name,
+                             (tm_shape){.H = cases[i].H, .heads = cases[i].heads, .I = cases[i].I,
+                                        .layers = 2, .max_pos = 64, .act = cases[i].act, .seed = 11});
+    REQUIRE(dir);
     compare(dir, cases[i].H);
     free(dir);
   }
