@@ -245,14 +245,8 @@ static void test_byte_limit(void) {
  * a recount from scratch; every hit returns the vector of its content. */
 static void random_sequence(int policy, unsigned shards, size_t max_entries, size_t max_bytes,
                             uint64_t seed) {
-  ae_cache_config cfg;
-  ae_cache_config_default(&cfg);
-  cfg.max_entries = max_entries;
-  cfg.max_bytes = max_bytes;
-  cfg.policy = policy;
-  cfg.shards = shards;
+  ae_cache_config cfg = test_cache_config(max_entries, max_bytes, policy, shards, NULL);
   cfg.ttl_seconds = 5;
-  cfg.maintenance_interval_ms = 0;
   ae_cache *c = NULL;
   CHECK_OK(ae_cache_new(&cfg, FP_A, &c));
   REQUIRE(c);
