@@ -58,29 +58,24 @@ int cmd_stats(int argc, char **argv) {
   size_t i;
   json_t *m;
   if (json) {
+    /* the index counters come from the one metrics table (ae_store_stats_json) */
     json_t *root = json_object();
     json_object_set_new(root, "db", json_string(db));
-    json_object_set_new(root, "bytes", json_integer((json_int_t)s.db_bytes));
-    json_object_set_new(root, "annotations", json_integer((json_int_t)s.annotations));
-    json_object_set_new(root, "files", json_integer((json_int_t)s.files));
-    json_object_set_new(root, "vectors", json_integer((json_int_t)s.vectors));
-    json_object_set_new(root, "currentVectors", json_integer((json_int_t)s.current_vectors));
-    json_object_set_new(root, "generation", json_integer((json_int_t)s.generation));
+    char *counters = ae_store_stats_json(&s);
+    json_t *cj = counters ? json_loads(counters, 0, NULL) : NULL;
+    ae_free(counters);
+    if (!cj) { json_decref(root); json_decref(c.models); ae_store_close(st); return cli_fail("writing JSON", AE_ENOMEM); }
+    json_object_update(root, cj);
+    json_decref(cj);
     json_object_set(root, "models", c.models);
     char *t = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (t) { puts(t); free(t); }
     json_decref(root);
   } else if (prom) {
-    printf("# HELP astembed_index_annotations Annotations in the index.\n# TYPE astembed_index_annotations gauge\n"
-           "astembed_index_annotations %llu\n", (unsigned long long)s.annotations);
-    printf("# HELP astembed_index_files Distinct files in the index.\n# TYPE astembed_index_files gauge\n"
-           "astembed_index_files %llu\n", (unsigned long long)s.files);
-    printf("# HELP astembed_index_vectors Stored vectors (all models).\n# TYPE astembed_index_vectors gauge\n"
-           "astembed_index_vectors %llu\n", (unsigned long long)s.vectors);
-    printf("# HELP astembed_index_bytes Database size including its WAL.\n# TYPE astembed_index_bytes gauge\n"
-           "astembed_index_bytes %llu\n", (unsigned long long)s.db_bytes);
-    printf("# HELP astembed_index_generation Committed changes so far.\n# TYPE astembed_index_generation counter\n"
-           "astembed_index_generation %llu\n", (unsigned long long)s.generation);
+    char *text = ae_store_stats_prometheus(&s);
+    if (!text) { json_decref(c.models); ae_store_close(st); return cli_fail("writing metrics", AE_ENOMEM); }
+    fputs(text, stdout);
+    ae_free(text);
     printf("# HELP astembed_index_model_vectors Current vectors per model.\n# TYPE astembed_index_model_vectors gauge\n");
     json_array_foreach(c.models, i, m)
       printf("astembed_index_model_vectors{model=\"%s\",fingerprint=\"%s\",dim=\"%d\"} %lld\n",
