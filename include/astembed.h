@@ -817,6 +817,13 @@ AE_EXTERN int ae_generator_embed_texts(ae_generator *g, const char *const *texts
 AE_EXTERN char *ae_store_stats_json(const ae_store_stats *st);
 AE_EXTERN char *ae_store_stats_prometheus(const ae_store_stats *st);
 
+/* Search hits as the JSON document of `astembed query --format json` (and the
+ * server's /search): {"query", "model", "results": [{rank, score, nodeId, file,
+ * startLine, endLine, nodeType, signature, summary, snippet: [first `lines`
+ * non-blank lines]}]}. Allocated; ae_free. */
+AE_EXTERN char *ae_search_hits_json(const char *query, const char *model, const ae_search_hit *hits,
+                                    size_t n, int lines);
+
 /* `astembed serve`: an HTTP server (libmicrohttpd) with
  *   POST /v1/embeddings  the OpenAI embeddings API (input string or array of strings,
  *                        encoding_format float|base64), OpenAI error objects
