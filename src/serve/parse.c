@@ -29,7 +29,7 @@ static int fail(ae__serve_error *e, int status, const char *param, const char *f
 
 static json_t *load_object(const char *body, size_t len, ae__serve_error *e) {
   json_error_t je;
-  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
   if (!root) {
     fail(e, 400, NULL, "malformed JSON at line %d column %d: %s", je.line, je.column, je.text);
     return NULL;

@@ -48,6 +48,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -679,6 +680,13 @@ int ae_server_new(const ae_server_options *opt, ae_server **out) {
   if (!s->model_dir || !s->model_name || !s->host) { ae_server_free(s); return ae__error(AE_ENOMEM, "serve: out of memory"); }
   if (s->api_key && !s->api_key_len) { ae_server_free(s); return ae__error(AE_EINVAL, "serve: empty API key"); }
   if (!s->model_dir[0]) { ae_server_free(s); return ae__error(AE_EINVAL, "serve: no model folder"); }
+
+  /* Request bodies up to max_body_bytes are allocated and freed on every request. With
+   * glibc's dynamic mmap threshold, the first freed large buffer raises the threshold
+   * and later ones come from the heap, whose freed pages stay resident: a few large
+   * hostile bodies then leave the process megabytes larger for good. A fixed
+   * threshold keeps every buffer over 256 KiB mmapped and returned on free. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 
   /* the address first: a bad one should fail before the model is loaded */
   struct sockaddr_storage ss;

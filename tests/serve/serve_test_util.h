@@ -109,7 +109,7 @@ static int st_stop(st_server *s, int secs) {
 /* curl: method, path, body (NULL = none; "@FILE" = a file), extra curl arguments.
  * The body lands in *out (malloc'd; may be NULL), the headers in *hdrs (may be NULL).
  * Returns the HTTP status (0 when no answer came). At most 60 s. */
-static int st_curl(const st_server *s, const char *method, const char *path, const char *body, const char *extra,
+static inline int st_curl(const st_server *s, const char *method, const char *path, const char *body, const char *extra,
                    char **out, char **hdrs) {
   static int n;
   char bodyf[400], outf[400], hdrf[400], codef[400], cmd[9000];
