@@ -149,7 +149,7 @@ static row run_load(char **bodies, size_t *lens, size_t n, const char *path, int
 
 /* Starts a server command (its stderr to log) and waits for "127.0.0.1:PORT". */
 static pid_t start_server(const char *cmd, const char *log, int *port) {
-  char full[9400];
+  char full[9500];
   snprintf(full, sizeof full, "exec %s 2>%s", cmd, log);
   pid_t pid = fork();
   if (pid == 0) { execl("/bin/sh", "sh", "-c", full, (char *)NULL); _exit(127); }
