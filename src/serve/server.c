@@ -160,6 +160,16 @@ static enum MHD_Result respond_error(request *r, int code, const char *param, co
   return respond_json(r, code, j, hdr, hval);
 }
 
+/* 200 with the text of a strbuf (500 when it ran out of memory). */
+static enum MHD_Result respond_sb(request *r, ae__sb *b, const char *ctype) {
+  size_t len;
+  char *text = sb_finish(b, &len);
+  char *body = text ? dup_libc(text, len) : NULL;
+  ae__free(text);
+  if (!body) return respond_error(r, 500, NULL, "out of memory");
+  return respond(r, 200, ctype, body, len, NULL, NULL);
+}
+
 /* ---- embeddings ------------------------------------------------------------------- */
 
 static void b64(ae__sb *b, const unsigned char *p, size_t n) {
@@ -231,12 +241,7 @@ static enum MHD_Result respond_vectors(request *r) {
     }
     sb_putc(&b, ']');
   }
-  size_t len;
-  char *text = sb_finish(&b, &len);
-  char *body = text ? dup_libc(text, len) : NULL;
-  ae__free(text);
-  if (!body) return respond_error(r, 500, NULL, "out of memory");
-  return respond(r, 200, "application/json", body, len, NULL, NULL);
+  return respond_sb(r, &b, "application/json");
 }
 
 /* The batcher's done hook (batcher thread). */
@@ -430,12 +435,7 @@ static enum MHD_Result respond_metrics(request *r) {
     pthread_mutex_unlock(&s->store_mu);
     if (!rc) ae__metrics_prom(ae__index_metrics, ae__index_metrics_n, &st, &b);
   }
-  size_t len;
-  char *text = sb_finish(&b, &len);
-  char *body = text ? dup_libc(text, len) : NULL;
-  ae__free(text);
-  if (!body) return respond_error(r, 500, NULL, "out of memory");
-  return respond(r, 200, "text/plain; version=0.0.4", body, len, NULL, NULL);
+  return respond_sb(r, &b, "text/plain; version=0.0.4");
 }
 
 /* ---- the access handler ------------------------------------------------------------- */

@@ -7,6 +7,8 @@
 #include "model/model.h"
 #include "test.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -140,6 +142,38 @@ static inline int st_curl(const st_server *s, const char *method, const char *pa
   if (out) *out = st_slurp(outf, NULL);
   if (hdrs) *hdrs = st_slurp(hdrf, NULL);
   return c;
+}
+
+/* `astembed encode` on n texts: the vectors (malloc'd, n x *dim), or NULL. */
+static inline float *st_encode(const char *const *texts, int n, int *dim) {
+  char in[400], out[400], cmd[2000];
+  snprintf(in, sizeof in, "%s/enc.jsonl", st_tmp);
+  snprintf(out, sizeof out, "%s/enc.out", st_tmp);
+  FILE *f = fopen(in, "w");
+  for (int i = 0; i < n; i++) {
+    json_t *j = json_pack("{s:i,s:s}", "id", i, "text", texts[i]);
+    char *s = json_dumps(j, JSON_COMPACT);
+    fprintf(f, "%s\n", s);
+    free(s);
+    json_decref(j);
+  }
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s encode --model %s/model < %s > %s", st_bin(), st_tmp, in, out);
+  if (system(cmd)) return NULL;
+  char *text = st_slurp(out, NULL), *save = NULL;
+  float *v = NULL;
+  int row = 0;
+  for (char *line = strtok_r(text, "\n", &save); line && row < n; line = strtok_r(NULL, "\n", &save), row++) {
+    json_t *j = json_loads(line, 0, NULL);
+    json_t *e = json_object_get(j, "embedding");
+    *dim = (int)json_array_size(e);
+    if (!v) v = calloc((size_t)n * (size_t)*dim, sizeof *v);
+    for (int c = 0; c < *dim; c++) v[row * *dim + c] = (float)json_number_value(json_array_get(e, (size_t)c));
+    json_decref(j);
+  }
+  free(text);
+  if (row != n) { free(v); return NULL; }
+  return v;
 }
 
 /* Resident memory of a process in bytes (/proc/PID/statm). */

@@ -13,37 +13,6 @@ static const char *TEXTS[] = {"def read_file(path): return open(path).read()", "
                               "", "hello world", "numpy array reshape"};
 #define NT 5
 
-static float *encode_reference(int *dim) {
-  char in[400], out[400], cmd[2000];
-  snprintf(in, sizeof in, "%s/enc.jsonl", st_tmp);
-  snprintf(out, sizeof out, "%s/enc.out", st_tmp);
-  FILE *f = fopen(in, "w");
-  for (int i = 0; i < NT; i++) {
-    json_t *j = json_pack("{s:i,s:s}", "id", i, "text", TEXTS[i]);
-    char *s = json_dumps(j, JSON_COMPACT);
-    fprintf(f, "%s\n", s);
-    free(s);
-    json_decref(j);
-  }
-  fclose(f);
-  snprintf(cmd, sizeof cmd, "%s encode --model %s/model < %s > %s", st_bin(), st_tmp, in, out);
-  if (system(cmd)) return NULL;
-  char *text = st_slurp(out, NULL);
-  float *v = NULL;
-  char *line = text, *save;
-  int row = 0;
-  for (line = strtok_r(text, "\n", &save); line && row < NT; line = strtok_r(NULL, "\n", &save), row++) {
-    json_t *j = json_loads(line, 0, NULL);
-    json_t *e = json_object_get(j, "embedding");
-    *dim = (int)json_array_size(e);
-    if (!v) v = calloc((size_t)NT * (size_t)*dim, sizeof *v);
-    for (int c = 0; c < *dim; c++) v[row * *dim + c] = (float)json_number_value(json_array_get(e, (size_t)c));
-    json_decref(j);
-  }
-  free(text);
-  return v;
-}
-
 static int b64val(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -94,7 +63,7 @@ static double openai_diff(const char *resp, const float *ref, int dim, int n, in
 int main(void) {
   st_setup("routes");
   int dim = 0;
-  float *ref = encode_reference(&dim);
+  float *ref = st_encode(TEXTS, NT, &dim);
   REQUIRE(ref && dim == 64);
 
   char cmd[4000], db[400];
