@@ -68,7 +68,8 @@ int main(void) {
 
   char cmd[4000], db[400];
   snprintf(db, sizeof db, "%s/index.db", st_tmp);
-  snprintf(cmd, sizeof cmd, "%s embed --input examples/annotations.jsonl --db %s --model %s/model >/dev/null 2>&1",
+  snprintf(cmd, sizeof cmd, "%s embed --input examples/annotations.jsonl --db %s --model %s/model" ST_THREADS
+           " >/dev/null 2>&1",
            st_bin(), db, st_tmp);
   REQUIRE(system(cmd) == 0);
 
