@@ -73,6 +73,18 @@ int main(void) {
            st_bin(), db, st_tmp);
   REQUIRE(system(cmd) == 0);
 
+  /* the command line: --help 0, usage errors 2, a bad address 1 (before the model loads) */
+  snprintf(cmd, sizeof cmd, "%s serve --help >/dev/null", st_bin());
+  CHECK(system(cmd) == 0);
+  snprintf(cmd, sizeof cmd, "%s serve --model %s/model --port x 2>/dev/null", st_bin(), st_tmp);
+  CHECK(WEXITSTATUS(system(cmd)) == 2);
+  snprintf(cmd, sizeof cmd, "%s serve --model %s/model --max-inputs 10 --max-queue 5 2>/dev/null", st_bin(), st_tmp);
+  CHECK(WEXITSTATUS(system(cmd)) == 2);
+  snprintf(cmd, sizeof cmd, "%s serve --model %s/model --host not-an-address 2>%s/host.err", st_bin(), st_tmp, st_tmp);
+  CHECK(WEXITSTATUS(system(cmd)) == 1);
+  snprintf(cmd, sizeof cmd, "grep -q 'not-an-address' %s/host.err", st_tmp);
+  CHECK(system(cmd) == 0);
+
   st_server s;
   char extra[1000];
   snprintf(extra, sizeof extra, "--db %s --api-key s3cret --max-queue 64 --max-inputs 64 --max-body-bytes 300000 "
