@@ -766,7 +766,8 @@ void ae_server_free(ae_server *s) {
   if (!s) return;
   if (s->d) {
     /* never run: stop the batcher first so no connection stays suspended */
-    MHD_quiesce_daemon(s->d);
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    if (ls != MHD_INVALID_SOCKET) close(ls);
     atomic_store(&s->stopping, 1);
     ae__batcher_drain(s->b);
     uint64_t deadline = ae__now_ns() + (uint64_t)s->o.timeout_s * 1000000000ull;
