@@ -375,6 +375,26 @@ static int apply_overrides(ae__bert_config *c, const ae__init_random_options *o,
   return AE_OK;
 }
 
+/* RANDOM-WEIGHTS.txt: how every later reader (query's default mode, embed's note)
+ * knows these weights mean nothing. Written last, so a folder with weights has it. */
+#define RANDOM_MARKER "RANDOM-WEIGHTS.txt"
+static int write_random_marker(const char *out) {
+  static const char text[] = "astembed model init-random wrote this folder: its weights are random,"
+                             " not pretrained. Searches rank lexically by default.\n";
+  char *p = ae__path_join(out, RANDOM_MARKER);
+  int rc = p ? write_atomic(p, text, sizeof text - 1) : ae__error(AE_ENOMEM, "out of memory");
+  ae__free(p);
+  return rc;
+}
+
+int ae_model_is_random(const char *dir) {
+  if (!dir || !*dir) return 0;
+  char *p = ae__path_join(dir, RANDOM_MARKER);
+  int r = p && ae__file_exists(p);
+  ae__free(p);
+  return r;
+}
+
 int ae__model_init_random_ex(const char *like, const char *out, const ae__init_random_options *o) {
   if (!like || !*like || !out || !*out) return ae__error(AE_EINVAL, "init-random: empty folder path");
   const char *dt = o->dtype ? o->dtype : "F32";
@@ -395,6 +415,7 @@ int ae__model_init_random_ex(const char *like, const char *out, const ae__init_r
   if (rc == AE_OK) rc = write_config(like, out, text, len, o);
   if (rc == AE_OK) rc = write_side_files(like, out, &lc, &c, o);
   if (rc == AE_OK) rc = write_weights(out, &c, o, dtype);
+  if (rc == AE_OK) rc = write_random_marker(out);
   ae__free(cfg_path);
   ae__free(text);
   return rc;

@@ -197,7 +197,7 @@ static void test_schema_v1(void) {
   ae_store_close(s);
   REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
