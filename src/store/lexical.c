@@ -138,8 +138,8 @@ int ae__lex_top(ae_store *s, const char *match, const double w[AE__LEX_COLUMNS],
   *out = NULL;
   *n_out = 0;
   if (s->no_lexical)
-    return ae__error(AE_EUNSUPPORTED, "%s: this index has no lexical index yet (schema before 3):"
-                     " run 'astembed embed' on it once to upgrade it", s->path);
+    return ae__error(AE_EUNSUPPORTED, "%s: this index has no usable lexical index (schema before 3, or built"
+                     " by another tokenizer version): run 'astembed embed' on it once to upgrade it", s->path);
   if (!*match || k == 0) return AE_OK;
   char sql[640];
   snprintf(sql, sizeof sql, "SELECT a.rowid, bm25(lexical, %g, %g, %g, %g, %g) AS r"
