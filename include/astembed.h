@@ -844,8 +844,9 @@ AE_EXTERN int ae_store_search_ex(ae_store *s, const ae_search_options *o, const 
 
 /* The mode a query takes when none is given: AE_SEARCH_HYBRID when the index holds
  * current vectors of its most recent model and that model's folder is not a
- * random-weight one (ae_model_is_random), else AE_SEARCH_LEXICAL. *why (may be NULL)
- * gets a static one-line reason. */
+ * random-weight one (ae_model_is_random), else AE_SEARCH_LEXICAL; AE_SEARCH_VECTOR
+ * when the file has vectors but no lexical index (schema 1/2 opened read-only).
+ * *why (may be NULL) gets a static one-line reason. */
 AE_EXTERN int ae_store_default_mode(ae_store *s, const char **why);
 
 /* 1 when dir was written by ae_model_init_random (it leaves RANDOM-WEIGHTS.txt there),

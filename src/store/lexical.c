@@ -334,28 +334,37 @@ int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int d
 
 /* ---- default mode and checks -------------------------------------------------------- */
 
+/* Does the index hold a current vector of fp? One indexed probe, not a count. */
+static int has_vectors(ae_store *s, const uint8_t fp[16]) {
+  sqlite3_stmt *st;
+  int r = 0;
+  if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM vectors v JOIN annotations a ON a.node_id = v.node_id"
+                         " AND a.text_hash = v.text_hash WHERE v.fingerprint = ?1 LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_blob(st, 1, fp, 16, SQLITE_STATIC);
+    r = sqlite3_step(st) == SQLITE_ROW;
+  }
+  sqlite3_finalize(st);
+  return r;
+}
+
 int ae_store_default_mode(ae_store *s, const char **why) {
   char *dir = NULL;
   uint8_t fp[16];
   int dim;
-  const char *w;
-  int mode = AE_SEARCH_LEXICAL;
-  if (ae_store_model(s, NULL, &dir, fp, &dim) != AE_OK) {
-    ae__clear_error();
-    w = "the index holds no vectors: lexical search";
-  } else {
-    ae_store_stats st;
-    ae_store_stats_get(s, fp, &st);
-    if (!st.current_vectors) w = "the index holds no vectors of its model: lexical search";
-    else if (ae_model_is_random(dir)) w = "the index's model has random weights: lexical search";
-    else { mode = AE_SEARCH_HYBRID; w = "the index holds vectors of a real model: hybrid search"; }
-  }
+  int have_model = ae_store_model(s, NULL, &dir, fp, &dim) == AE_OK;
+  ae__clear_error();
+  int vectors = have_model && has_vectors(s, fp);
+  int random = vectors && ae_model_is_random(dir);
   ae__free(dir);
-  if (s->no_lexical && mode == AE_SEARCH_LEXICAL && why) w = "the index has no lexical index (schema before 3)";
-  if (s->no_lexical && mode == AE_SEARCH_HYBRID) {
-    mode = AE_SEARCH_VECTOR;
+  int mode = AE_SEARCH_LEXICAL;
+  const char *w;
+  if (s->no_lexical && vectors) {
+    mode = AE_SEARCH_VECTOR;   /* nothing else to search */
     w = "the index has no lexical index yet (schema before 3): vector search";
-  }
+  } else if (!have_model) w = "the index holds no vectors: lexical search";
+  else if (!vectors) w = "the index holds no vectors of its model: lexical search";
+  else if (random) w = "the index's model has random weights: lexical search";
+  else { mode = AE_SEARCH_HYBRID; w = "the index holds vectors of a real model: hybrid search"; }
   if (why) *why = w;
   return mode;
 }
