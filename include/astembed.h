@@ -573,9 +573,13 @@ char *ae_clean_code(const char *code, const char *language);
 
 /* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
 
-/* Schema (PRAGMA user_version 1, WAL):
+/* Schema (PRAGMA user_version 3, WAL; files of versions 1 and 2 are upgraded when
+ * opened for writing):
  *   annotations(node_id PK, file_path, start_line, end_line, node_type, language,
- *               signature, summary, snippet, text_hash, updated_at)
+ *               signature, summary, snippet, text_hash, updated_at, lex_id UNIQUE)
+ *   lexical                                -- contentless FTS5 over signature, summary,
+ *                                             snippet, file_path, node_type, keyed by
+ *                                             lex_id, kept in step by triggers
  *   vectors(id, node_id, fingerprint, text_hash, dim, vec float32 blob,
  *           UNIQUE(node_id, fingerprint))  -- current iff text_hash = the annotation's
  *   models(fingerprint PK, name, dir, dim, created_at, last_used_at)
