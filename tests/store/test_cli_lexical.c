@@ -116,6 +116,13 @@ int main(void) {
   CHECK(ae_model_is_random(model) == 1 && ae_model_is_random(dir) == 0);
   snprintf(cmd, sizeof cmd, "embed --input examples/annotations.jsonl --db %s --model %s --no-progress", db, model);
   CHECK(run(cmd, NULL) == 0);
+  /* the generator's writes kept the lexical index in step */
+  ae_store *st;
+  uint64_t ann = 0, lex = 0;
+  CHECK_OK(ae_store_open(db, 1, &st));
+  CHECK_OK(ae_store_lexical_count(st, &ann, &lex));
+  CHECK(ann == 404 && lex == 404);
+  ae_store_close(st);
   j = query("\"parse a JSON document\"");
   REQUIRE(j);
   CHECK(strstr(err_text(), "random weights: lexical search"));
