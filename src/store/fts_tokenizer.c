@@ -47,11 +47,13 @@ static const unsigned char k_class[256] = {
 static inline int cls(unsigned char c) { return k_class[c]; }
 
 /* Lower-cases b[0, n) into out (at most AE__LEX_MAX_TOKEN bytes, cut back to a UTF-8
- * character start) and returns the length written. */
+ * character start; invalid UTF-8 with no character start in reach is cut hard, so a
+ * token is never empty) and returns the length written. */
 static int fold(const unsigned char *b, int n, char *out) {
   if (n > AE__LEX_MAX_TOKEN) {
     n = AE__LEX_MAX_TOKEN;
     while (n > 0 && (b[n] & 0xC0) == 0x80) n--;
+    if (n == 0) n = AE__LEX_MAX_TOKEN;
   }
   for (int i = 0; i < n; i++) {
     unsigned char c = b[i];

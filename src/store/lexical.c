@@ -27,7 +27,7 @@
 
 /* bm25() weights in column order signature, summary, code, path, type. Chosen by
  * bench/retrieval on its tuning half (packages hashed to half 0), see README. */
-const double ae__lex_bm25_weights[AE__LEX_COLUMNS] = {8.0, 8.0, 1.0, 4.0, 0.0};
+const double ae__lex_bm25_weights[AE__LEX_COLUMNS] = {16.0, 16.0, 1.0, 4.0, 0.0};
 
 /* RRF: k = 60 and equal weights (see README "Lexical and hybrid search" for why). */
 #define AE__RRF_K 60.0

@@ -71,6 +71,14 @@ static void test_tokenizer(void) {
   memset(&k, 0, sizeof k);
   ae__lex_tokenize(longw, (int)strlen(longw), collect, &k);
   CHECK(k.n == 2 && strlen(k.out) == 2 * AE__LEX_MAX_TOKEN + 1);
+  /* a long run of UTF-8 continuation bytes (invalid): cut hard, never an empty token
+   * (found by fuzz_fts_tokenizer) */
+  char cont[67];
+  memset(cont, 0x98, 66);
+  cont[66] = 0;
+  memset(&k, 0, sizeof k);
+  ae__lex_tokenize(cont, 66, collect, &k);
+  CHECK(k.n == 1 && strlen(k.out) == AE__LEX_MAX_TOKEN);
   /* query mode: terms pass through */
   memset(&k, 0, sizeof k);
   ae__lex_tokenize_terms("parse_qsl  httpserver", 21, collect, &k);
