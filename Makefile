@@ -7,7 +7,7 @@
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS)
+CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS) --output-junit ctest-junit.xml
 
 .PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline fuzz clean
 
@@ -25,7 +25,9 @@ build: deps
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j$(JOBS)
 
+# ends with the tests each pass skipped and why (tools/skipped.py)
 test: test-release test-asan test-tsan
+	@tools/skipped.py build build-asan build-tsan
 
 test-release: build deps-test
 	cd build && $(CTEST)

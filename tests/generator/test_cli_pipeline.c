@@ -57,7 +57,7 @@ static long jint(json_t *o, const char *k) { return (long)json_integer_value(jso
 int main(void) {
   const char *bdir = getenv("AE_BUILD_DIR");
   snprintf(bin, sizeof bin, "%s/astembed", bdir ? bdir : "build");
-  if (access(bin, X_OK)) { printf("SKIP: %s not built\n", bin); TEST_DONE(); }
+  if (access(bin, X_OK)) TEST_SKIP("%s not built", bin);
   strcpy(dir, "/tmp/ae_cli_XXXXXX");
   REQUIRE(mkdtemp(dir));
   snprintf(errf, sizeof errf, "%s/stderr.txt", dir);

@@ -9,8 +9,8 @@
  *
  * cgroup v2 is used when a cgroup with the memory controller in its subtree_control
  * can be created under (own cgroup or the hierarchy root); otherwise, on hybrid hosts,
- * the v1 memory controller; otherwise the test prints SKIP with the reason. Needs
- * root. Cgroups created here are removed afterwards. */
+ * the v1 memory controller; otherwise the test is skipped (TEST_SKIP) with the
+ * reason. Needs root. Cgroups created here are removed afterwards. */
 #define _GNU_SOURCE
 #include "common/common.h"
 #include "test.h"
@@ -302,10 +302,7 @@ static const char *sname(int s) {
 int main(void) {
   place p;
   find_place(&p);
-  if (!p.version) {
-    printf("SKIP: %s\n", p.why);
-    TEST_DONE();
-  }
+  if (!p.version) TEST_SKIP("%s", p.why);
   printf("cgroup v%d under %s%s%s\n", p.version, p.parent, p.why[0] ? ": " : "", p.why);
 
   char cg[1700];

@@ -34,7 +34,7 @@ int main(void) {
   setenv("ASTEMBED_CACHE_DIR", "off", 1);
   const char *bd = getenv("AE_BUILD_DIR");
   snprintf(cli, sizeof cli, "%s/astembed", bd ? bd : "build");
-  if (access(cli, X_OK)) { printf("SKIP: %s not built\n", cli); TEST_DONE(); }
+  if (access(cli, X_OK)) TEST_SKIP("%s not built", cli);
   char *like = tmp_dir(), *out = tmp_dir();
   write_text(like, "config.json", tiny_config);
   static char buf[1 << 16];
