@@ -56,7 +56,7 @@ static const char *hit_str(json_t *j, size_t i, const char *k) {
 int main(void) {
   const char *bdir = getenv("AE_BUILD_DIR");
   snprintf(bin, sizeof bin, "%s/astembed", bdir ? bdir : "build");
-  if (access(bin, X_OK)) { printf("SKIP: %s not built\n", bin); return 77; }
+  if (access(bin, X_OK)) TEST_SKIP("%s not built", bin);
   strcpy(dir, "/tmp/ae_clilex_XXXXXX");
   REQUIRE(mkdtemp(dir));
   snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
