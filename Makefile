@@ -2,14 +2,15 @@
 #   make demo   build, embed the shipped example and run a query (the main job)
 #   make test   build and run every test, then again under ASan+UBSan (and TSan for
 #               the concurrency tests)
-# Other targets: make (build), make bench, make bench-pipeline, make fuzz, make clean.
+# Other targets: make (build), make bench, make bench-pipeline, make bench-retrieval,
+# make fuzz, make clean.
 # All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS) --output-junit ctest-junit.xml
 
-.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline fuzz clean
+.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline bench-retrieval fuzz clean
 
 all: build
 
@@ -54,6 +55,12 @@ bench: build
 bench-pipeline: build
 	@tools/deps.sh bench
 	@bench/pipeline.sh
+
+# retrieval quality per search mode (exit status: lexical >= +10% MRR@10 over plain
+# BM25), then lexical query latency end to end (exit status: p50 within 3x sqlite3's)
+bench-retrieval: build
+	@build/bench/bench_retrieval $(BENCH_ARGS)
+	@build/bench/bench_lexical_latency
 
 fuzz: deps-test
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_FUZZ=ON -DAE_NATIVE=ON >/dev/null

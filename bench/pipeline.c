@@ -486,7 +486,7 @@ static int synth_index(const char *db, size_t n) {
 }
 
 static double run_query(const char *bin, const char *db, const char *text) {
-  char *argv[] = {(char *)bin, "query", (char *)text, "--db", (char *)db, "--top", "10", "--format", "json", NULL};
+  char *argv[] = {(char *)bin, "query", (char *)text, "--mode", "vector", "--db", (char *)db, "--top", "10", "--format", "json", NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);

@@ -378,6 +378,27 @@ static int apply_overrides(ae__bert_config *c, const ae__init_random_options *o,
   return AE_OK;
 }
 
+/* RANDOM-WEIGHTS.txt: how every later reader (query's default mode, embed's note)
+ * knows these weights mean nothing. Written last into the temporary folder, which is
+ * renamed into place whole. */
+#define RANDOM_MARKER "RANDOM-WEIGHTS.txt"
+static int write_random_marker(const char *out) {
+  static const char text[] = "astembed model init-random wrote this folder: its weights are random,"
+                             " not pretrained. Searches rank lexically by default.\n";
+  char *p = ae__path_join(out, RANDOM_MARKER);
+  int rc = p ? write_atomic(p, text, sizeof text - 1) : ae__error(AE_ENOMEM, "out of memory");
+  ae__free(p);
+  return rc;
+}
+
+int ae_model_is_random(const char *dir) {
+  if (!dir || !*dir) return 0;
+  char *p = ae__path_join(dir, RANDOM_MARKER);
+  int r = p && ae__file_exists(p);
+  ae__free(p);
+  return r;
+}
+
 /* ---- placing the folder -------------------------------------------------------- */
 
 /* The folder is written whole into a temporary folder beside out (same filesystem) and
@@ -425,6 +446,7 @@ static int write_folder(const char *like, const char *out, const char *text, siz
   int rc = write_config(like, out, text, len, o);
   if (rc == AE_OK) rc = write_side_files(like, out, lc, c, o);
   if (rc == AE_OK) rc = write_weights(out, c, o, dtype);
+  if (rc == AE_OK) rc = write_random_marker(out);
   return rc;
 }
 

@@ -197,9 +197,9 @@ int main(void) {
     char *q = slurp(out, &n);
     CHECKF(q && strstr(q, "\"results\"") && strstr(q, "m.py"), "query output: %s", q ? q : "");
     free(q);
-    snprintf(args, sizeof args, "query \"reads file\" --db %s --precision bf16", db);
+    snprintf(args, sizeof args, "query \"reads file\" --db %s --mode vector --precision bf16", db);
     CHECK(run(args, in, out) == 0);
-    snprintf(args, sizeof args, "query \"reads file\" --db %s --precision f32", db);
+    snprintf(args, sizeof args, "query \"reads file\" --db %s --mode vector --precision f32", db);
     CHECK(run(args, in, out) == 1);   /* no f32 vectors in this index */
     snprintf(args, sizeof args, "query \"reads file\" --db %s --precision f16", db);
     CHECK(run(args, in, out) == 2);

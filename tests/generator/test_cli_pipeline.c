@@ -112,7 +112,7 @@ int main(void) {
   char *q = malloc(tl * 2 + 16), *w = q;
   for (size_t k = 0; k < tl; k++) { if (text[k] == '\'') { strcpy(w, "'\\''"); w += 4; } else *w++ = text[k]; }
   *w = 0;
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 3 --format json", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 3 --format json", bin, q, db);
   j = run_json(cmd, &code);
   json_t *res = json_object_get(j, "results");
   CHECK(code == 0 && json_array_size(res) == 3);
@@ -123,13 +123,13 @@ int main(void) {
         json_real_value(json_object_get(top, "score")));
   json_decref(j);
   char *out;
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 2", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 2", bin, q, db);
   CHECK(run(cmd, &out) == 0);
   char loc[300];
   snprintf(loc, sizeof loc, " 1. 1.0000  %s:%d", it[7].file_path, it[7].start_line);
   CHECKF(strstr(out, loc) != NULL, "plain output: %s", out);
   free(out);
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 2 --format markdown", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 2 --format markdown", bin, q, db);
   CHECK(run(cmd, &out) == 0 && strstr(out, "## Results for") && strstr(out, "```"));
   free(out);
   snprintf(cmd, sizeof cmd, "%s query 'anything' --db %s --min-score 1.01", bin, db);

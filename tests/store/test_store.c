@@ -4,6 +4,7 @@
  * several times, with the next run computing only what is missing. */
 #include "astembed.h"
 #include "test.h"
+#include "old_schema.h"
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -146,21 +147,7 @@ static void test_schema_v1(void) {
   vec_for(text, want);
   CHECK(sqlite3_exec(db,
     "PRAGMA journal_mode=WAL;"
-    "CREATE TABLE annotations (node_id TEXT PRIMARY KEY, file_path TEXT NOT NULL DEFAULT '',"
-    " start_line INTEGER NOT NULL DEFAULT 0, end_line INTEGER NOT NULL DEFAULT 0,"
-    " node_type TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '',"
-    " signature TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '',"
-    " snippet TEXT NOT NULL DEFAULT '', text_hash BLOB NOT NULL, updated_at INTEGER NOT NULL);"
-    "CREATE INDEX annotations_file ON annotations(file_path);"
-    "CREATE TABLE models (fingerprint BLOB PRIMARY KEY, name TEXT NOT NULL DEFAULT '',"
-    " dir TEXT NOT NULL DEFAULT '', dim INTEGER NOT NULL, created_at INTEGER NOT NULL,"
-    " last_used_at INTEGER NOT NULL);"
-    "CREATE TABLE vectors (id INTEGER PRIMARY KEY, node_id TEXT NOT NULL, fingerprint BLOB NOT NULL,"
-    " text_hash BLOB NOT NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL, UNIQUE(node_id, fingerprint));"
-    "CREATE INDEX vectors_content ON vectors(fingerprint, text_hash);"
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT INTO meta VALUES ('generation', '1');"
-    "PRAGMA user_version = 1;", NULL, NULL, NULL) == SQLITE_OK);
+    OLD_SCHEMA("", "1"), NULL, NULL, NULL) == SQLITE_OK);
   sqlite3_stmt *st;
   REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO annotations VALUES (?1, ?2, 3, 4, 'function', 'python', ?3, '', '', ?4, 0)",
                              -1, &st, NULL) == SQLITE_OK);
@@ -197,7 +184,7 @@ static void test_schema_v1(void) {
   ae_store_close(s);
   REQUIRE(sqlite3_open(path, &db) == SQLITE_OK);
   REQUIRE(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK);
-  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 2);
+  CHECK(sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
