@@ -397,7 +397,7 @@ static void request(ae__mcp *m, json_t *id, const char *method, json_t *params) 
 
 void ae__mcp_message(ae__mcp *m, const char *line, size_t len) {
   json_error_t err;
-  json_t *msg = json_loadb(line, len, 0, &err);
+  json_t *msg = json_loadb(line, len, JSON_DECODE_ANY, &err);
   if (!msg) {
     char text[256];
     snprintf(text, sizeof text, "Parse error: %s (column %d)", err.text, err.column);

@@ -39,6 +39,7 @@
 #include "mcp/mcp.h"
 
 #include <fnmatch.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,7 +246,7 @@ static long arg_int(json_t *args, const char *key, long def, long lo, long hi, j
   if (!v || json_is_null(v)) return def;
   double x;
   if (json_is_integer(v)) x = (double)json_integer_value(v);
-  else if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) x = json_real_value(v);
+  else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v)) x = json_real_value(v);
   else { if (!*bad) *bad = tool_error("argument '%s' must be an integer in [%ld, %ld]", key, lo, hi); return def; }
   if (x < lo || x > hi) {
     if (!*bad) *bad = tool_error("argument '%s' must be an integer in [%ld, %ld] (got %.0f)", key, lo, hi, x);

@@ -39,7 +39,7 @@ static int mt_sh(const char *fmt, ...) {
 }
 
 /* Embeds annotation lines [from, to) of examples/annotations.jsonl into db. */
-static int mt_embed(const char *db, int from, int to) {
+static inline int mt_embed(const char *db, int from, int to) {
   const char *src = getenv("AE_SOURCE_DIR");
   return mt_sh("sed -n '%d,%dp' '%s/examples/annotations.jsonl' | '%s' embed --input - --db '%s' --model '%s'"
                " --no-progress --threads 2 --log-level error >/dev/null 2>>'%s/embed.log'",
@@ -47,7 +47,7 @@ static int mt_embed(const char *db, int from, int to) {
 }
 
 /* mt_model and mt_db: the model folder and an index of the first n annotations. */
-static void mt_build_index(int n) {
+static inline void mt_build_index(int n) {
   const char *src = getenv("AE_SOURCE_DIR");
   char like[600];
   snprintf(like, sizeof like, "%s/examples/model-config/all-MiniLM-L6-v2", src ? src : ".");
