@@ -19,7 +19,7 @@
 static char mt_bin[512], mt_dir[64], mt_model[160], mt_db[160];
 
 /* The astembed binary beside the test (SKIP when not built). */
-static void mt_find_bin(void) {
+static inline void mt_find_bin(void) {
   const char *bdir = getenv("AE_BUILD_DIR");
   snprintf(mt_bin, sizeof mt_bin, "%s/astembed", bdir ? bdir : "build");
   if (access(mt_bin, X_OK)) { printf("SKIP: %s not built\n", mt_bin); exit(77); }
@@ -27,8 +27,8 @@ static void mt_find_bin(void) {
   if (!mkdtemp(mt_dir)) { perror("mkdtemp"); exit(1); }
 }
 
-static int mt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int mt_sh(const char *fmt, ...) {
+static inline int mt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int mt_sh(const char *fmt, ...) {
   char cmd[4096];
   va_list ap;
   va_start(ap, fmt);
@@ -66,7 +66,7 @@ typedef struct {
 } mt_server;
 
 /* Starts `astembed mcp ARGS...` (NULL-terminated). stderr goes to mt_dir/server.log. */
-static mt_server mt_start(const char *const *args) {
+static inline mt_server mt_start(const char *const *args) {
   int to[2], from[2];
   if (pipe(to) || pipe(from)) { perror("pipe"); exit(1); }
   mt_server s = {0};
@@ -95,7 +95,7 @@ static mt_server mt_start(const char *const *args) {
   return s;
 }
 
-static int mt_write(mt_server *s, const char *data, size_t n) {
+static inline int mt_write(mt_server *s, const char *data, size_t n) {
   while (n) {
     ssize_t k = write(s->in, data, n);
     if (k < 0 && errno == EINTR) continue;
@@ -106,7 +106,7 @@ static int mt_write(mt_server *s, const char *data, size_t n) {
   return 0;
 }
 
-static int mt_send(mt_server *s, const char *line) {
+static inline int mt_send(mt_server *s, const char *line) {
   return mt_write(s, line, strlen(line)) || mt_write(s, "\n", 1) ? -1 : 0;
 }
 
@@ -151,7 +151,7 @@ static json_t *mt_call(mt_server *s, const char *line, int timeout_ms) {
 }
 
 /* Closes stdin and waits for the exit status (-1 when it had to be killed). */
-static int mt_stop(mt_server *s) {
+static inline int mt_stop(mt_server *s) {
   close(s->in);
   int st = 0;
   for (int i = 0; i < 600; i++) {
