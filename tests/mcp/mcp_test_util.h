@@ -111,7 +111,7 @@ static inline int mt_send(mt_server *s, const char *line) {
 }
 
 /* The next answer line as JSON, or NULL after timeout_ms without one (or at EOF). */
-static json_t *mt_recv(mt_server *s, int timeout_ms) {
+static inline json_t *mt_recv(mt_server *s, int timeout_ms) {
   for (;;) {
     char *nl = s->len ? memchr(s->buf, '\n', s->len) : NULL;
     if (nl) {
@@ -138,7 +138,7 @@ static json_t *mt_recv(mt_server *s, int timeout_ms) {
 
 /* Sends a request and waits for the answer with the same id (other answers are
  * dropped, so use this only when nothing else is in flight). */
-static json_t *mt_call(mt_server *s, const char *line, int timeout_ms) {
+static inline json_t *mt_call(mt_server *s, const char *line, int timeout_ms) {
   json_t *req = json_loads(line, 0, NULL);
   json_t *id = req ? json_object_get(req, "id") : NULL;
   mt_send(s, line);
