@@ -1,4 +1,5 @@
 // ctest-timeout: 600
+// ctest-labels: tsan
 /* 1,000 malformed or hostile messages to `astembed mcp`: truncated JSON, deep
  * nesting, huge numbers, invalid UTF-8, NUL bytes, random bytes, wrong types in
  * every field, stray responses and notifications, and a 50 MB line. After each one a

@@ -1,4 +1,5 @@
 // ctest-timeout: 600
+// ctest-labels: tsan
 /* `astembed mcp` spoken to line by line, as a client would:
  *  - a raw 2026-07-28 exchange: server/discover, tools/list and tools/call with the
  *    per-request _meta; resultType, serverInfo, cache hints; the -32602 for missing
