@@ -265,8 +265,15 @@ static void tools_call(ae__mcp *m, json_t *id, json_t *params, int modern, int s
   job *j = ae__calloc(1, sizeof *j);
   if (j) j->tool = ae__strdup(json_string_value(name));
   if (!j || !j->tool) { ae__free(j); send_error(m, id, E_INTERNAL, "Internal error: out of memory", NULL); return; }
-  j->id = json_incref(id);
-  j->args = args && json_is_object(args) ? json_incref(args) : json_object();
+  /* deep copies: the job's JSON is its own, never shared with the reader's message
+   * (jansson's reference counts are the only link otherwise) */
+  j->id = json_deep_copy(id);
+  j->args = args && json_is_object(args) ? json_deep_copy(args) : json_object();
+  if (!j->id || !j->args) {
+    free_job(j);
+    send_error(m, id, E_INTERNAL, "Internal error: out of memory", NULL);
+    return;
+  }
   j->modern = modern;
   j->structured = structured;
   submit(m, j);

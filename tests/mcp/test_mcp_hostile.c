@@ -262,6 +262,6 @@ int main(void) {
   CHECK(r && json_array_size(json_object_get(json_object_get(r, "result"), "tools")) == 5);
   json_decref(r);
   CHECK(mt_stop(&s) == 0);
-  mt_sh("rm -rf '%s'", mt_dir);
+  if (!t_fail) mt_sh("rm -rf '%s'", mt_dir); else fprintf(stderr, "kept %s\n", mt_dir);
   TEST_DONE();
 }
