@@ -30,10 +30,11 @@
  * model is the one given, else the one the index records; when the index records a
  * different model later (re-embedded with another one), the next search loads that.
  *
- * Staying current. ae_store_search reads the index's generation counter in the same
- * read transaction as the vectors and the hit rows, and rebuilds its matrix when the
- * generation moved, so a search sees one committed state of the index: never half of
- * a batch that `astembed embed` is writing beside it.
+ * Staying current. Every search goes through ae_store_search, which reads the
+ * index's generation counter in the same read transaction as the vectors and
+ * rebuilds its matrix when the generation moved; `astembed embed` writes each batch
+ * in one transaction, so a search never sees half a batch, and a hit whose node a
+ * writer deleted meanwhile is left out.
  */
 #define _GNU_SOURCE
 #include "mcp/mcp.h"

@@ -171,19 +171,17 @@ static int model_dim(ae_store *s, const uint8_t fp[16], int *dim) {
 
 int ae__store_matrix(ae_store *s, const uint8_t fp[16], const ae__matrix **out) {
   int rc;
-  /* inside the caller's read transaction, or in one of its own */
-  int own_tx = sqlite3_get_autocommit(s->db);
-  if (own_tx && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+  if (sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
     return ae__store_dberr(s, "reading vectors");
   uint64_t gen = ae__store_generation(s);
   if (s->mat.valid && s->mat.generation == gen && !memcmp(s->mat.fp, fp, 16)) {
-    if (own_tx) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
     *out = &s->mat;
     return AE_OK;
   }
   ae__store_matrix_drop(s);
   int dim = 0;
-  if ((rc = model_dim(s, fp, &dim))) { if (own_tx) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL); return rc; }
+  if ((rc = model_dim(s, fp, &dim))) { sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL); return rc; }
   char *snap = snapshot_path(s, fp);
   ae__matrix *m = &s->mat;
   int mapped = snap && map_snapshot(snap, fp, gen, m) == AE_OK && m->dim == dim;
@@ -196,7 +194,7 @@ int ae__store_matrix(ae_store *s, const uint8_t fp[16], const ae__matrix **out) 
       if (snap) write_snapshot(snap, m);
     }
   }
-  if (own_tx) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+  sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
   ae__free(snap);
   if (rc) { ae__store_matrix_drop(s); return rc; }
   m->generation = gen;
@@ -303,25 +301,10 @@ void ae_search_hits_free(ae_search_hit *hits, size_t n) {
   ae__free(hits);
 }
 
-static int search_in_tx(ae_store *s, const uint8_t fp[16], const float *query, int dim,
-                        size_t k, float min_score, ae_search_hit **hits, size_t *n_hits);
-
 int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
                     size_t k, float min_score, ae_search_hit **hits, size_t *n_hits) {
   *hits = NULL;
   *n_hits = 0;
-  /* the matrix, its generation and the hit rows come from one read transaction, so
-   * a writer committing meanwhile cannot mix two states of the index */
-  int own_tx = sqlite3_get_autocommit(s->db);
-  if (own_tx && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    return ae__store_dberr(s, "searching");
-  int rc = search_in_tx(s, fp, query, dim, k, min_score, hits, n_hits);
-  if (own_tx) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-  return rc;
-}
-
-static int search_in_tx(ae_store *s, const uint8_t fp[16], const float *query, int dim,
-                        size_t k, float min_score, ae_search_hit **hits, size_t *n_hits) {
   const ae__matrix *m;
   int rc = ae__store_matrix(s, fp, &m);
   if (rc) return rc;
