@@ -351,12 +351,12 @@ static int search(ae__mcp_tools *t, const uint8_t fp[16], const float *q, int di
       }
     }
     if (kept == k || want >= rows || !filtered) {
-      /* free the ones not kept */
-      ae_search_hit *keep = h;
-      for (size_t i = kept; i < n; i++) {
-        ae__free(h[i].node_id); ae__free(h[i].file_path); ae__free(h[i].node_type);
-        ae__free(h[i].signature); ae__free(h[i].summary); ae__free(h[i].snippet);
-      }
+      /* the kept hits move to their own array; the rest go with h */
+      ae_search_hit *keep = ae__calloc(kept ? kept : 1, sizeof *keep);
+      if (!keep) { ae_search_hits_free(h, n); return ae__error(AE_ENOMEM, "out of memory"); }
+      memcpy(keep, h, kept * sizeof *keep);
+      memset(h, 0, kept * sizeof *h);
+      ae_search_hits_free(h, n);
       *out = keep;
       *n_out = kept;
       return AE_OK;
