@@ -60,7 +60,7 @@
 
 struct ae__mcp_tools {
   char *db, *model, *fallback, *cache_dir;
-  int threads;
+  int threads, verbose;
   pthread_mutex_t store_mu, enc_mu;
   ae_store *store;
   ae_encoder *enc;
@@ -401,6 +401,7 @@ static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const 
     return tool_error("the index records no model and the server was started without --model");
   }
 
+  double t0 = ae__now_ms();
   pthread_mutex_lock(&t->enc_mu);
   rc = need_encoder(t, dir);
   int dim = rc ? 0 : ae_encoder_dim(t->enc);
@@ -428,9 +429,13 @@ static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const 
 
   ae_search_hit *hits = NULL;
   size_t nh = 0, ranked = 0;
+  double t1 = ae__now_ms();
   pthread_mutex_lock(&t->store_mu);
   rc = search(t, fp, q, dim, (size_t)k, &f, &hits, &nh, &ranked);
   pthread_mutex_unlock(&t->store_mu);
+  if (t->verbose)
+    fprintf(stderr, "astembed mcp: query_ast_context: embed %.2f ms, search %.2f ms over %zu vectors\n",
+            t1 - t0, ae__now_ms() - t1, ranked);
   ae__free(q);
   if (rc) { ae_free(recorded); return lib_error("searching", rc); }
 
@@ -766,6 +771,7 @@ int ae__mcp_tools_new(const ae_mcp_options *o, ae__mcp_tools **out) {
   t->fallback = o->fallback_model ? ae__strdup(o->fallback_model) : NULL;
   t->cache_dir = o->cache_dir ? ae__strdup(o->cache_dir) : NULL;
   t->threads = o->threads;
+  t->verbose = o->verbose;
   if (!t->db || (o->model && !t->model) || (o->fallback_model && !t->fallback) || (o->cache_dir && !t->cache_dir)) {
     ae__mcp_tools_free(t);
     return ae__error(AE_ENOMEM, "out of memory");
