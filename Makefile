@@ -2,14 +2,14 @@
 #   make demo   build, embed the shipped example and run a query (the main job)
 #   make test   build and run every test, then again under ASan+UBSan (and TSan for
 #               the concurrency tests)
-# Other targets: make (build), make bench, make bench-pipeline, make fuzz, make clean.
+# Other targets: make (build), make bench, make bench-pipeline, make bench-mcp, make fuzz, make clean.
 # All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS)
 
-.PHONY: all deps build test test-release test-asan test-tsan demo bench bench-pipeline fuzz clean
+.PHONY: all deps build test test-release test-asan test-tsan demo bench bench-pipeline bench-mcp fuzz clean
 
 all: build
 
@@ -47,6 +47,9 @@ bench: build
 bench-pipeline: build
 	@tools/deps.sh --bench
 	@bench/pipeline.sh
+
+bench-mcp: build
+	@AE_SOURCE_DIR=$(CURDIR) build/bench/bench_mcp
 
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_FUZZ=ON -DAE_NATIVE=ON >/dev/null

@@ -256,6 +256,56 @@ static void test_tools(void) {
   CHECK(mt_sh("test \"$(grep -c 'loaded model' '%s')\" = 1", log) == 0);
 }
 
+/* Results stay bounded: a 200 KB snippet and a 20 KB summary are cut and say so, a
+ * file of 700 nodes is listed up to the cap with "truncated", and no result's JSON
+ * exceeds 64 KB (well under the 25k-token cap clients enforce). Written through the
+ * store API: these tools need no vectors. */
+static void test_limits(void) {
+  char db[200];
+  snprintf(db, sizeof db, "%s/big.db", mt_dir);
+  ae_store *st;
+  CHECK_OK(ae_store_open(db, 0, &st));
+  char *big = malloc(200001), *sum = malloc(20001);
+  for (int i = 0; i < 200000; i++) big[i] = i % 61 == 60 ? '\n' : "\xc3\xa9" "abcdefgh"[i % 10];
+  big[200000] = 0;
+  memset(sum, 's', 20000);
+  sum[20000] = 0;
+  CHECK_OK(ae_store_begin(st));
+  for (int i = 0; i < 700; i++) {
+    char id[64];
+    snprintf(id, sizeof id, "big.py:%d:function", i);
+    ae_annotation a = {0};
+    a.node_id = id; a.file_path = "big.py"; a.start_line = 700 - i; a.end_line = 701 - i; a.node_type = "function";
+    a.language = "python"; a.signature = "def f()"; a.summary = i ? "short" : sum; a.snippet = i ? "pass" : big;
+    uint8_t h[16] = {(uint8_t)i, (uint8_t)(i >> 8)};
+    CHECK_OK(ae_store_put(st, &a, h, h, NULL, 0, 0));
+  }
+  CHECK_OK(ae_store_commit(st));
+  ae_store_close(st);
+  free(sum);
+  const char *args[] = {"--db", db, NULL};
+  mt_server s = mt_start(args);
+  json_t *r = call_tool(&s, 1, "get_node_details", "{\"nodeId\":\"big.py:0:function\"}");
+  json_t *sc = json_object_get(res(r), "structuredContent");
+  CHECK(json_is_true(json_object_get(sc, "snippetTruncated")));
+  CHECK(strstr(jstr(sc, "snippet"), "[cut]") && strstr(jstr(sc, "summary"), "[cut]"));
+  char *dump = json_dumps(r, JSON_COMPACT);
+  CHECKF(dump && strlen(dump) < 64 * 1024, "%zu bytes", dump ? strlen(dump) : 0);
+  free(dump);
+  json_decref(r);
+  r = call_tool(&s, 2, "ast_file_query", "{\"filePath\":\"big.py\"}");
+  sc = json_object_get(res(r), "structuredContent");
+  json_t *nodes = json_object_get(sc, "nodes");
+  CHECK(json_is_true(json_object_get(sc, "truncated")) && json_array_size(nodes) > 0 && json_array_size(nodes) <= 500);
+  CHECK(json_integer_value(json_object_get(json_array_get(nodes, 0), "startLine")) == 1);
+  dump = json_dumps(r, JSON_COMPACT);
+  CHECKF(dump && strlen(dump) < 64 * 1024 * 2, "%zu bytes", dump ? strlen(dump) : 0);
+  free(dump);
+  json_decref(r);
+  CHECK(mt_stop(&s) == 0);
+  free(big);
+}
+
 /* One worker: call A occupies it (the first search loads the model), B waits in the
  * queue and is cancelled there, C follows. A and C are answered, B never. */
 static void test_cancel(void) {
@@ -298,6 +348,7 @@ int main(void) {
   test_legacy();
   test_tools();
   test_cancel();
+  test_limits();
   CHECK(mt_sh("'%s' mcp --help >/dev/null", mt_bin) == 0);
   CHECK(mt_sh("'%s' mcp --workers 0 </dev/null 2>/dev/null", mt_bin) == 2);
   CHECK(mt_sh("'%s' mcp --bogus </dev/null 2>/dev/null", mt_bin) == 2);
