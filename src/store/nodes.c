@@ -138,7 +138,8 @@ static void on_model(void *ud, const uint8_t fp[16], const char *name, const cha
                      int64_t last_used) {
   models_ctx *c = ud;
   ae_store_stats s;
-  ae_store_stats_get(c->st, fp, &s);
+  int rc = ae_store_stats_get(c->st, fp, &s);
+  if (rc) { if (!c->rc) c->rc = rc; return; }   /* an error, never zeros */
   char hex[33];
   for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
   json_t *m = json_object();
@@ -158,9 +159,9 @@ int ae_store_stats_json(ae_store *s, const char *db_label, char **out) {
   if (own_tx && sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
     return ae__store_dberr(s, "reading the index");
   ae_store_stats st;
-  ae_store_stats_get(s, NULL, &st);
   models_ctx c = {s, json_array(), AE_OK};
-  int rc = c.models ? ae_store_list_models(s, on_model, &c) : AE_ENOMEM;
+  int rc = ae_store_stats_get(s, NULL, &st);
+  if (!rc) rc = c.models ? ae_store_list_models(s, on_model, &c) : AE_ENOMEM;
   if (own_tx) sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
   if (!rc) rc = c.rc;
   json_t *root = rc ? NULL : json_object();
@@ -184,5 +185,6 @@ int ae_store_stats_json(ae_store *s, const char *db_label, char **out) {
   }
   json_decref(root);
   json_decref(c.models);
+  /* a locked, corrupt or unreadable database is an error with its detail, never zeros */
   return rc == AE_ENOMEM ? ae__error(rc, "%s: out of memory", s->path) : rc;
 }
