@@ -17,7 +17,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
 /* AE_EXTERN marks the public API: the only symbols the shared library exports. */
 #ifndef AE_EXTERN
 #if defined(__GNUC__) || defined(__clang__)
@@ -574,9 +573,13 @@ char *ae_clean_code(const char *code, const char *language);
 
 /* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
 
-/* Schema (PRAGMA user_version 1, WAL):
+/* Schema (PRAGMA user_version 3, WAL; files of versions 1 and 2 are upgraded when
+ * opened for writing):
  *   annotations(node_id PK, file_path, start_line, end_line, node_type, language,
- *               signature, summary, snippet, text_hash, updated_at)
+ *               signature, summary, snippet, text_hash, updated_at, lex_id UNIQUE)
+ *   lexical                                -- contentless FTS5 over signature, summary,
+ *                                             snippet, file_path, node_type, keyed by
+ *                                             lex_id, kept in step by triggers
  *   vectors(id, node_id, fingerprint, text_hash, dim, vec float32 blob,
  *           UNIQUE(node_id, fingerprint))  -- current iff text_hash = the annotation's
  *   models(fingerprint PK, name, dir, dim, created_at, last_used_at)
@@ -641,7 +644,11 @@ int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
 typedef struct {
   char *node_id, *file_path, *node_type, *signature, *summary, *snippet;
   int start_line, end_line;
-  float score;
+  float score;            /* vector: cosine; lexical: BM25 relevance (-bm25(), higher is
+                             better); hybrid: the fused RRF score */
+  char *language;
+  int lexical_rank;       /* 1-based rank in the lexical list, 0 = not in it */
+  int vector_rank;        /* 1-based rank in the vector list, 0 = not in it */
 } ae_search_hit;
 
 int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
@@ -811,17 +818,17 @@ void ae_generator_free(ae_generator *g);
 AE_EXTERN int ae_generator_embed_texts(ae_generator *g, const char *const *texts, const size_t *lens,
                                        size_t n, ae_embed_result *results);
 
-/* The index's counters (ae_store_stats) as a JSON object / Prometheus exposition
- * text, written from the same metrics table as the generator's metrics and the
- * server's /metrics. Allocated; ae_free. NULL on allocation failure. */
-AE_EXTERN char *ae_store_stats_json(const ae_store_stats *st);
+/* The index's counters (ae_store_stats) as Prometheus exposition text, written from
+ * the same metrics table as the generator's metrics and the server's /metrics.
+ * Allocated; ae_free. NULL on allocation failure. */
 AE_EXTERN char *ae_store_stats_prometheus(const ae_store_stats *st);
 
 /* Search hits as the JSON document of `astembed query --format json` (and the
- * server's /search): {"query", "model", "results": [{rank, score, nodeId, file,
- * startLine, endLine, nodeType, signature, summary, snippet: [first `lines`
- * non-blank lines]}]}. Allocated; ae_free. */
-AE_EXTERN char *ae_search_hits_json(const char *query, const char *model, const ae_search_hit *hits,
+ * server's /search): {"query", "mode", "model" (null when none), "results": [{rank,
+ * score, lexicalRank, vectorRank, nodeId, file, startLine, endLine, nodeType,
+ * language, signature, summary, snippet: [first `lines` non-blank lines]}]}. mode:
+ * AE_SEARCH_*. Allocated; ae_free. */
+AE_EXTERN char *ae_search_hits_json(const char *query, int mode, const char *model, const ae_search_hit *hits,
                                     size_t n, int lines);
 
 /* `astembed serve`: an HTTP server (libmicrohttpd) with
@@ -874,6 +881,112 @@ AE_EXTERN int ae_server_run(ae_server *s);
 /* Async-signal-safe (call it from a SIGTERM handler). */
 AE_EXTERN void ae_server_stop(ae_server *s);
 AE_EXTERN void ae_server_free(ae_server *s);
+
+/* ======================================================================== */
+/* Lexical and hybrid search (src/store/lexical.c, src/store/fts_tokenizer.c) */
+/* ======================================================================== */
+
+/* The index keeps an FTS5 table over every annotation (signature, summary, code with
+ * comments, file path, node type) in the same transactions as the vectors, tokenized
+ * for code (identifiers split at camelCase, snake_case, digits and acronyms, the whole
+ * identifier kept as a colocated token, case folded, porter-stemmed). */
+enum {
+  AE_SEARCH_HYBRID = 0,   /* RRF of the lexical and the vector ranking */
+  AE_SEARCH_VECTOR = 1,   /* exact cosine (ae_store_search) */
+  AE_SEARCH_LEXICAL = 2   /* FTS5 bm25() with tuned column weights; needs no model */
+};
+
+typedef struct {
+  int mode;               /* AE_SEARCH_*; default AE_SEARCH_HYBRID */
+  size_t k;               /* results; default 10 */
+  float min_score;        /* cosine floor on vector candidates (vector and hybrid
+                             modes); default -1 (none); lexical mode ignores it */
+  const char *language;   /* NULL or "" = any; else annotations.language equals it */
+  const char *node_type;  /* NULL or "" = any; else annotations.node_type equals it */
+  const char *path_glob;  /* NULL or "" = any; else file_path GLOB it (SQLite GLOB:
+                             case-sensitive, '*' also crosses '/') */
+} ae_search_options;
+
+AE_EXTERN void ae_search_options_default(ae_search_options *o);
+/* "hybrid", "vector" or "lexical" -> AE_SEARCH_* (-1 for anything else) and back. */
+AE_EXTERN int ae_search_mode_parse(const char *name);
+AE_EXTERN const char *ae_search_mode_name(int mode);
+
+/* Searches in o->mode with o's filters. text: the query text (lexical and hybrid
+ * modes; may be NULL in vector mode). fp/query/dim: the model fingerprint and the
+ * query's vector (vector and hybrid modes; may be NULL/0 in lexical mode, which
+ * never needs a model). Hits (ae_search_hits_free) come best first with their
+ * lexical_rank and vector_rank. AE_EINVAL names a missing input; AE_EUNSUPPORTED
+ * when the index has no lexical table (a schema-1/2 file opened read-only: open it
+ * once for writing to upgrade it). */
+AE_EXTERN int ae_store_search_ex(ae_store *s, const ae_search_options *o, const char *text,
+                                 const uint8_t *fp, const float *query, int dim,
+                                 ae_search_hit **hits, size_t *n_hits);
+
+/* The mode a query takes when none is given: AE_SEARCH_HYBRID when the index holds
+ * current vectors of its most recent model and that model's folder is not a
+ * random-weight one (ae_model_is_random), else AE_SEARCH_LEXICAL; AE_SEARCH_VECTOR
+ * when the file has vectors but no lexical index (schema 1/2 opened read-only).
+ * *why (may be NULL) gets a static one-line reason. */
+AE_EXTERN int ae_store_default_mode(ae_store *s, const char **why);
+
+/* 1 when dir was written by ae_model_init_random (it leaves RANDOM-WEIGHTS.txt there),
+ * 0 otherwise. */
+AE_EXTERN int ae_model_is_random(const char *dir);
+
+/* Annotations rows and lexical-index rows: equal whenever no transaction is open
+ * (what tests check after embed, prune and kills). */
+AE_EXTERN int ae_store_lexical_count(ae_store *s, uint64_t *annotations, uint64_t *indexed);
+/* Index nodes and the MCP server (src/store/nodes.c, src/mcp)               */
+/* ======================================================================== */
+
+/* One stored node as the index holds it (strings allocated; ae_node_clear). */
+typedef struct {
+  char *node_id, *file_path, *node_type, *language, *signature, *summary, *snippet;
+  int start_line, end_line;
+  int64_t updated_at;    /* unix seconds of the last change of the annotation's row */
+  int vectors;           /* stored vectors of the node, all models */
+  int current_vectors;   /* of which embed the annotation's current text */
+} ae_node;
+AE_EXTERN void ae_node_clear(ae_node *n);
+AE_EXTERN void ae_nodes_free(ae_node *nodes, size_t n);
+/* The node node_id (AE_ENOTFOUND naming it when the index has none). */
+AE_EXTERN int ae_store_node_get(ae_store *s, const char *node_id, ae_node *out);
+/* The nodes of one file (node_type NULL = all types) in line order; at most limit
+ * (0 = all); *more (may be NULL) = 1 when nodes were left out. */
+AE_EXTERN int ae_store_file_nodes(ae_store *s, const char *file_path, const char *node_type,
+                                  size_t limit, ae_node **out, size_t *n, int *more);
+/* The nodes changed (added, or re-embedded because their text changed) at or after
+ * since (unix seconds), most recent first; at most limit (0 = all). */
+AE_EXTERN int ae_store_recent_nodes(ae_store *s, int64_t since, size_t limit, ae_node **out,
+                                    size_t *n, int *more);
+/* What `astembed stats --json` prints: totals, generation and the models, read in one
+ * transaction (allocated JSON text; ae_free). db_label: the "db" member (NULL = path). */
+AE_EXTERN int ae_store_stats_json(ae_store *s, const char *db_label, char **out);
+
+/* The Model Context Protocol server: JSON-RPC 2.0, one message per line, read from
+ * in_fd and answered on out_fd (nothing else is written there; logs go to stderr).
+ * Speaks the legacy revisions (initialize handshake: 2025-11-25, 2025-06-18,
+ * 2025-03-26, 2024-11-05) and the stateless 2026-07-28 (server/discover, per-request
+ * _meta) side by side, with the tools query_ast_context, get_node_details,
+ * list_recent_changes, ast_file_query and index_status. The model is loaded by the
+ * first call that needs it; every search first checks the index's generation and
+ * reloads the vectors when another process has written the index. Returns AE_OK at
+ * end of input or when *stop becomes non-zero (checked whenever a read is
+ * interrupted by a signal). */
+typedef struct {
+  const char *db_path;         /* NULL = AE_STORE_DEFAULT_PATH */
+  const char *model;           /* NULL = the model the index records, else fallback_model */
+  const char *fallback_model;  /* used when neither model nor a recorded one exists */
+  const char *cache_dir;       /* load cache (ae_encoder_options.cache_dir), NULL = none */
+  int threads;                 /* encoder threads, 0 = 1 */
+  int workers;                 /* concurrent tool calls, 0 = 4; -1 = none: every request
+                                * is answered in the reading thread, in order */
+  size_t max_line_bytes;       /* longest message accepted, 0 = 4 MiB */
+  volatile int *stop;          /* may be NULL */
+  int verbose;                 /* 1 = log each request to stderr */
+} ae_mcp_options;
+AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,13 @@
 # Model: --model DIR, else $ASTEMBED_MODEL, else a RANDOM-WEIGHT model of
 # all-MiniLM-L6-v2's shape written from the config/tokenizer files shipped in
 # examples/model-config (no pretrained weights can be downloaded here). With random
-# weights everything runs for real, but the ranking is meaningless: the demo says so.
+# weights everything runs for real, but a vector ranking would be meaningless, so the
+# query ranks lexically (FTS5 bm25 over a code tokenizer), which needs no model.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/build/astembed"
 model="${ASTEMBED_MODEL:-}"
-query="parse a JSON document from a string"
+query="pack an IPv4 address into bytes"
 work="$root/build/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,9 +39,10 @@ if [ -z "$model" ]; then
  NOTE: no model folder given (--model DIR or ASTEMBED_MODEL), and no
  pretrained weights are available on this machine. This demo uses a
  RANDOM-WEIGHT model with all-MiniLM-L6-v2's shape ($model).
- Embedding, storage and search all run for real, but the search RESULTS
- ARE MEANINGLESS. Point ASTEMBED_MODEL at a real all-MiniLM-L6-v2 folder
- (config.json, model.safetensors, tokenizer files) for real results.
+ Embedding and storage run for real, but its VECTORS ARE MEANINGLESS, so
+ the query below ranks LEXICALLY (words and identifiers, no model). Point
+ ASTEMBED_MODEL at a real all-MiniLM-L6-v2 folder (config.json,
+ model.safetensors, tokenizer files) for hybrid (lexical + vector) search.
 ==========================================================================
 MSG
 fi
@@ -56,5 +58,5 @@ echo "+ astembed stats --db $db"
 "$bin" stats --db "$db"
 if [ "$random" = 1 ]; then
   echo
-  echo "(random-weight model: the ranking above is NOT meaningful; see the note at the top)"
+  echo "(random-weight model: the ranking above is lexical; --mode vector would be meaningless)"
 fi

@@ -14,28 +14,6 @@ static void usage(FILE *f) {
              "files, and for each model its folder, dimension and current vectors.\n");
 }
 
-typedef struct {
-  ae_store *st;
-  json_t *models;
-} ctx;
-
-static void on_model(void *ud, const uint8_t fp[16], const char *name, const char *dir, int dim,
-                     int64_t last_used) {
-  ctx *c = ud;
-  ae_store_stats s;
-  ae_store_stats_get(c->st, fp, &s);
-  char hex[33];
-  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
-  json_t *m = json_object();
-  json_object_set_new(m, "fingerprint", json_string(hex));
-  json_object_set_new(m, "name", json_string(name ? name : ""));
-  json_object_set_new(m, "dir", json_string(dir ? dir : ""));
-  json_object_set_new(m, "dim", json_integer(dim));
-  json_object_set_new(m, "currentVectors", json_integer((json_int_t)s.current_vectors));
-  json_object_set_new(m, "lastUsedAt", json_integer(last_used));
-  json_array_append_new(c->models, m);
-}
-
 int cmd_stats(int argc, char **argv) {
   const char *db = AE_STORE_DEFAULT_PATH;
   int json = 0, prom = 0;
@@ -50,51 +28,54 @@ int cmd_stats(int argc, char **argv) {
   ae_store *st;
   int rc = ae_store_open(db, 1, &st);
   if (rc) return cli_fail("opening the index", rc);
-  ae_store_stats s;
-  ae_store_stats_get(st, NULL, &s);
-  ctx c = {st, json_array()};
-  rc = ae_store_list_models(st, on_model, &c);
-  if (rc) { json_decref(c.models); ae_store_close(st); return cli_fail("reading the index", rc); }
+  char *js = NULL;
+  rc = ae_store_stats_json(st, db, &js);
+  json_t *root = rc ? NULL : json_loads(js, 0, NULL);
+  if (!root) {
+    ae_free(js);
+    ae_store_close(st);
+    return cli_fail("reading the index", rc ? rc : AE_ENOMEM);
+  }
+  json_t *models = json_object_get(root, "models");
+  struct { unsigned long long annotations, files, vectors, current_vectors, db_bytes, generation; } s = {
+    (unsigned long long)json_integer_value(json_object_get(root, "annotations")),
+    (unsigned long long)json_integer_value(json_object_get(root, "files")),
+    (unsigned long long)json_integer_value(json_object_get(root, "vectors")),
+    (unsigned long long)json_integer_value(json_object_get(root, "currentVectors")),
+    (unsigned long long)json_integer_value(json_object_get(root, "bytes")),
+    (unsigned long long)json_integer_value(json_object_get(root, "generation"))};
   size_t i;
   json_t *m;
   if (json) {
-    /* the index counters come from the one metrics table (ae_store_stats_json) */
-    json_t *root = json_object();
-    json_object_set_new(root, "db", json_string(db));
-    char *counters = ae_store_stats_json(&s);
-    json_t *cj = counters ? json_loads(counters, 0, NULL) : NULL;
-    ae_free(counters);
-    if (!cj) { json_decref(root); json_decref(c.models); ae_store_close(st); return cli_fail("writing JSON", AE_ENOMEM); }
-    json_object_update(root, cj);
-    json_decref(cj);
-    json_object_set(root, "models", c.models);
-    char *t = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (t) { puts(t); free(t); }
-    json_decref(root);
+    puts(js);
   } else if (prom) {
-    char *text = ae_store_stats_prometheus(&s);
-    if (!text) { json_decref(c.models); ae_store_close(st); return cli_fail("writing metrics", AE_ENOMEM); }
+    /* the index counters come from the one metrics table (ae_store_stats_prometheus) */
+    ae_store_stats counters = {.annotations = s.annotations, .vectors = s.vectors, .current_vectors = s.current_vectors,
+                         .files = s.files, .db_bytes = s.db_bytes, .generation = s.generation};
+    char *text = ae_store_stats_prometheus(&counters);
+    if (!text) { json_decref(root); ae_free(js); ae_store_close(st); return cli_fail("writing metrics", AE_ENOMEM); }
     fputs(text, stdout);
     ae_free(text);
     printf("# HELP astembed_index_model_vectors Current vectors per model.\n# TYPE astembed_index_model_vectors gauge\n");
-    json_array_foreach(c.models, i, m)
+    json_array_foreach(models, i, m)
       printf("astembed_index_model_vectors{model=\"%s\",fingerprint=\"%s\",dim=\"%d\"} %lld\n",
              json_string_value(json_object_get(m, "name")), json_string_value(json_object_get(m, "fingerprint")),
              (int)json_integer_value(json_object_get(m, "dim")),
              (long long)json_integer_value(json_object_get(m, "currentVectors")));
   } else {
     printf("index      %s (%.1f MB, generation %llu)\n", db, (double)s.db_bytes / 1048576.0,
-           (unsigned long long)s.generation);
-    printf("annotations %llu in %llu files\n", (unsigned long long)s.annotations, (unsigned long long)s.files);
-    printf("vectors    %llu stored, %llu current\n", (unsigned long long)s.vectors,
-           (unsigned long long)s.current_vectors);
-    json_array_foreach(c.models, i, m)
+           s.generation);
+    printf("annotations %llu in %llu files\n", s.annotations, s.files);
+    printf("vectors    %llu stored, %llu current\n", s.vectors,
+           s.current_vectors);
+    json_array_foreach(models, i, m)
       printf("model      %s  dim %d  %lld current vectors  %s  [%.16s]\n",
              json_string_value(json_object_get(m, "name")), (int)json_integer_value(json_object_get(m, "dim")),
              (long long)json_integer_value(json_object_get(m, "currentVectors")),
              json_string_value(json_object_get(m, "dir")), json_string_value(json_object_get(m, "fingerprint")));
   }
-  json_decref(c.models);
+  json_decref(root);
+  ae_free(js);
   ae_store_close(st);
   return CLI_OK;
 }

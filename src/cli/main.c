@@ -12,6 +12,7 @@ int cmd_query(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
 static const cli_command commands[] = {
@@ -22,6 +23,7 @@ static const cli_command commands[] = {
   {"query", cmd_query, "semantic search over the index"},
   {"stats", cmd_stats, "what the index holds"},
   {"serve", cmd_serve, "HTTP embedding server (OpenAI /v1/embeddings, /embed, /search, /metrics)"},
+  {"mcp", cmd_mcp, "serve the index to AI assistants (Model Context Protocol, stdio)"},
   {NULL, NULL, NULL},
 };
 

@@ -188,18 +188,6 @@ void ae__metrics_prom(const ae__metric *t, size_t n, const void *src, ae__sb *ou
   }
 }
 
-char *ae_store_stats_json(const ae_store_stats *st) {
-  json_t *root = json_object();
-  char *r = NULL;
-  if (root && !ae__metrics_json(ae__index_metrics, ae__index_metrics_n, st, root)) {
-    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    r = s ? ae__strdup(s) : NULL;
-    free(s);
-  }
-  json_decref(root);
-  return r;
-}
-
 char *ae_store_stats_prometheus(const ae_store_stats *st) {
   ae__sb b = {0};
   ae__metrics_prom(ae__index_metrics, ae__index_metrics_n, st, &b);

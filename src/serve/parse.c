@@ -153,6 +153,7 @@ int ae__parse_search(const char *body, size_t len, const ae__serve_limits *lim, 
                      ae__serve_error *e) {
   memset(r, 0, sizeof *r);
   r->top_k = 10;
+  r->mode = -1;
   if (!(r->root = load_object(body, len, e))) return e->status;
   int rc = 0;
   json_t *q = json_object_get(r->root, "query");
@@ -167,6 +168,12 @@ int ae__parse_search(const char *body, size_t len, const ae__serve_limits *lim, 
     if (!json_is_integer(k) || json_integer_value(k) < 1 || json_integer_value(k) > 1000)
       rc = fail(e, 422, "top_k", "'top_k' must be an integer in [1, 1000]");
     else r->top_k = (size_t)json_integer_value(k);
+  }
+  json_t *md = json_object_get(r->root, "mode");
+  if (!rc && md && !json_is_null(md)) {
+    if (!json_is_string(md) || ae_search_mode_parse(json_string_value(md)) < 0)
+      rc = fail(e, 422, "mode", "'mode' must be \"hybrid\", \"vector\" or \"lexical\"");
+    else r->mode = ae_search_mode_parse(json_string_value(md));
   }
   json_t *f = json_object_get(r->root, "filters");
   if (!rc && f && !json_is_null(f)) {

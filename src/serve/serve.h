@@ -45,6 +45,7 @@ typedef struct {
   size_t query_len;
   size_t top_k;             /* default 10, 1..1000 */
   const char *language, *node_type, *path;  /* filters, NULL = any */
+  int mode;                 /* AE_SEARCH_*, -1 = the index's default */
 } ae__search_request;
 
 /* 0, or the status of e. On success the request holds root (free with

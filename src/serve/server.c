@@ -299,53 +299,26 @@ static enum MHD_Result submit(request *r, size_t n, const char *const *texts, co
 
 /* ---- search ------------------------------------------------------------------------ */
 
-/* The search filters, in one place: language, node type (exact) and path (a glob,
- * fnmatch). ae_store_search ranks every vector of the model; with a filter the whole
- * ranking is asked for and the first top_k hits that pass are kept, so the result is
- * the exact top_k among the matching annotations. */
-#include <fnmatch.h>
-static int hit_passes(const ae__search_request *q, const ae_search_hit *h, const char *lang) {
-  if (q->node_type && strcmp(q->node_type, h->node_type)) return 0;
-  if (q->path && fnmatch(q->path, h->file_path, 0)) return 0;
-  if (q->language && strcmp(q->language, lang)) return 0;
-  return 1;
-}
-
-/* Language of a hit: the store's search hit carries no language member, so it is
- * derived from the file extension the same way the annotation loader guesses it. */
-static const char *hit_language(const ae_search_hit *h) {
-  static const struct { const char *ext, *lang; } L[] = {
-    {".py", "python"}, {".js", "javascript"}, {".mjs", "javascript"}, {".ts", "typescript"},
-    {".tsx", "typescript"}, {".c", "c"}, {".h", "c"}, {".cc", "cpp"}, {".cpp", "cpp"}, {".hpp", "cpp"},
-    {".go", "go"}, {".rs", "rust"}, {".java", "java"}, {".rb", "ruby"}, {".sh", "shell"},
-  };
-  const char *dot = strrchr(h->file_path, '.');
-  if (dot)
-    for (size_t i = 0; i < sizeof L / sizeof *L; i++)
-      if (!strcmp(dot, L[i].ext)) return L[i].lang;
-  return "";
-}
-
+/* The store's search (ae_store_search_ex) in the request's mode with its filters;
+ * the answer is the document of `astembed query --format json`. */
 static enum MHD_Result respond_search(request *r) {
   ae_server *s = r->s;
   if (r->status[0]) return respond_error(r, 500, NULL, "the query could not be embedded");
   const ae__search_request *q = &r->sr;
-  int filtered = q->language || q->node_type || q->path;
+  ae_search_options so;
+  ae_search_options_default(&so);
+  so.k = q->top_k;
+  so.language = q->language;
+  so.node_type = q->node_type;
+  so.path_glob = q->path;
   ae_search_hit *hits = NULL;
-  size_t nh = 0, rows = 0;
+  size_t nh = 0;
   pthread_mutex_lock(&s->store_mu);
-  int rc = filtered ? ae_store_matrix_rows(s->store, s->fp, &rows) : AE_OK;
-  if (!rc)
-    rc = ae_store_search(s->store, s->fp, r->vecs, s->dim, filtered ? (rows ? rows : 1) : q->top_k, -1.0f, &hits, &nh);
+  so.mode = q->mode >= 0 ? q->mode : ae_store_default_mode(s->store, NULL);
+  int rc = ae_store_search_ex(s->store, &so, q->query, s->fp, r->vecs, s->dim, &hits, &nh);
   pthread_mutex_unlock(&s->store_mu);
-  if (rc) return respond_error(r, 500, NULL, ae_last_error());
-  size_t kept = 0;
-  for (size_t i = 0; i < nh && kept < q->top_k; i++)
-    if (hit_passes(q, &hits[i], hit_language(&hits[i]))) {
-      if (kept != i) { ae_search_hit t = hits[kept]; hits[kept] = hits[i]; hits[i] = t; }
-      kept++;
-    }
-  char *text = ae_search_hits_json(q->query, s->model_dir, hits, kept, 3);
+  if (rc) return respond_error(r, rc == AE_EINVAL ? 422 : 500, NULL, ae_last_error());
+  char *text = ae_search_hits_json(q->query, so.mode, s->model_dir, hits, nh, 3);
   ae_search_hits_free(hits, nh);
   char *body = text ? dup_libc(text, strlen(text)) : NULL;
   size_t len = text ? strlen(text) : 0;

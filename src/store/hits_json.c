@@ -22,19 +22,26 @@ static json_t *snippet_lines(const char *s, int n) {
   return arr;
 }
 
-char *ae_search_hits_json(const char *query, const char *model, const ae_search_hit *h, size_t n, int lines) {
+static json_t *rank_or_null(int r) { return r ? json_integer(r) : json_null(); }
+
+char *ae_search_hits_json(const char *query, int mode, const char *model, const ae_search_hit *h, size_t n,
+                          int lines) {
   json_t *root = json_object(), *arr = json_array();
   json_object_set_new(root, "query", json_string(query ? query : ""));
-  json_object_set_new(root, "model", json_string(model ? model : ""));
+  json_object_set_new(root, "mode", json_string(ae_search_mode_name(mode)));
+  json_object_set_new(root, "model", model ? json_string(model) : json_null());
   for (size_t i = 0; i < n; i++) {
     json_t *r = json_object();
     json_object_set_new(r, "rank", json_integer((json_int_t)i + 1));
     json_object_set_new(r, "score", json_real(h[i].score));
+    json_object_set_new(r, "lexicalRank", rank_or_null(h[i].lexical_rank));
+    json_object_set_new(r, "vectorRank", rank_or_null(h[i].vector_rank));
     json_object_set_new(r, "nodeId", json_string(h[i].node_id));
     json_object_set_new(r, "file", json_string(h[i].file_path));
     json_object_set_new(r, "startLine", json_integer(h[i].start_line));
     json_object_set_new(r, "endLine", json_integer(h[i].end_line));
     json_object_set_new(r, "nodeType", json_string(h[i].node_type));
+    json_object_set_new(r, "language", json_string(h[i].language ? h[i].language : ""));
     json_object_set_new(r, "signature", json_string(h[i].signature));
     json_object_set_new(r, "summary", json_string(h[i].summary));
     json_object_set_new(r, "snippet", snippet_lines(h[i].snippet, lines));
