@@ -17,6 +17,14 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/* AE_EXTERN marks the public API: the only symbols the shared library exports. */
+#ifndef AE_EXTERN
+#if defined(__GNUC__) || defined(__clang__)
+#define AE_EXTERN __attribute__((visibility("default")))
+#else
+#define AE_EXTERN
+#endif
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -788,6 +796,15 @@ char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
 /* Maintenance: cache expiry sweep and flush, optimizer recommendation, malloc_trim. */
 int ae_generator_optimize(ae_generator *g);
 void ae_generator_free(ae_generator *g);
+
+/* ---- CPU path ---------------------------------------------------------------
+ * The hand-written kernels exist for AVX-512, AVX2+FMA and portable C; the best one
+ * the CPU has is chosen once per process (at the first encoder load or call here),
+ * capped by the environment variable ASTEMBED_CPU=avx512|avx2|generic, which caps
+ * oneDNN's instruction set too. Returns "avx512", "avx2" or "generic" (always
+ * "generic" off x86-64), or NULL when ASTEMBED_CPU holds another value
+ * (ae_last_error() says which). */
+AE_EXTERN const char *ae_cpu_path(void);
 
 #ifdef __cplusplus
 }
