@@ -124,7 +124,7 @@ int ae__gemm_init_bf16(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogu
   int rc = choose_layout(g);
   if (rc == AE_EUNSUPPORTED)  /* oneDNN: no bf16 matmul implementation here */
     rc = ae__error(AE_EUNSUPPORTED, "precision bf16: oneDNN has no bf16 matmul on this CPU "
-                   "(it needs AVX-512; use precision f32)");
+                   "path (%s; it needs AVX-512; use precision f32)", ae__kernels_active()->name);
   return rc;
 }
 
