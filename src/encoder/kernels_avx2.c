@@ -9,6 +9,7 @@
  * small GEMM 2 rows x 4 outputs in registers. */
 #if defined(__x86_64__)
 #include "encoder/encoder.h"
+#include "encoder/kernels_simd.h"
 #include <immintrin.h>
 #include <math.h>
 
@@ -58,25 +59,17 @@ static void add3_row(const float *a, const float *b, const float *c3, int H, flo
   }
 }
 
-/* exp for x <= 0: the same Cephes reduction and polynomial as the AVX-512 kernel;
- * 2^n (n in [-126, 0] after the clamp) is built in the exponent field. */
-static inline __m256 exp256(__m256 x) {
-  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-  __m256 r2 = _mm256_mul_ps(r, r);
-  p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+static inline __m256 round256(__m256 x) {
+  return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+/* p * 2^n for integral n in [-126, 0]: 2^n built in the exponent field */
+static inline __m256 scale2n256(__m256 p, __m256 n) {
   __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
+/* exp for x <= 0 (kernels_simd.h) */
+AE__DEFINE_EXP(exp256, __m256, _mm256_set1_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_add_ps,
+               _mm256_fmadd_ps, _mm256_fnmadd_ps, round256, scale2n256)
 
 #define QB 8
 
@@ -117,11 +110,7 @@ static void attend_head(const float *q0, const float *k0, const float *v0, float
                         size_t ldq, size_t ldc, int L, int d, float scale, float *kt,
                         float *p) {
   const int Lp = (L + 15) & ~15;
-  for (int c = 0; c < d; c++) {
-    float *dst = kt + (size_t)c * Lp;
-    for (int j = 0; j < L; j++) dst[j] = k0[(size_t)j * ldq + c];
-    for (int j = L; j < Lp; j++) dst[j] = 0.0f;
-  }
+  ae__transpose_keys(k0, ldq, L, d, kt);
   const __m256 vscale = _mm256_set1_ps(scale);
   for (int i0 = 0; i0 < L; i0 += QB) {
     const float *qr[QB];

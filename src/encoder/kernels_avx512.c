@@ -7,6 +7,7 @@
  * 16 accumulators summed lane-wise at the end by one transpose-and-add (reduce16). */
 #if defined(__x86_64__)
 #include "encoder/encoder.h"
+#include "encoder/kernels_simd.h"
 #include <immintrin.h>
 #include <math.h>
 
@@ -42,25 +43,12 @@ static void add3_row(const float *a, const float *b, const float *c3, int H, flo
   }
 }
 
-/* exp for x <= 0 (softmax after subtracting the row max): Cephes' expf, range
- * reduction x = n ln2 + r with ln2 split in two, degree-6 polynomial, 2^n applied
- * with vscalefps; about 1 ulp, far below the 1e-5 budget. */
-static inline __m512 exp512(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500E-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
-  __m512 r2 = _mm512_mul_ps(r, r);
-  p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
+static inline __m512 round512(__m512 x) {
+  return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
+/* exp for x <= 0 (kernels_simd.h), 2^n applied with vscalefps */
+AE__DEFINE_EXP(exp512, __m512, _mm512_set1_ps, _mm512_max_ps, _mm512_mul_ps, _mm512_add_ps,
+               _mm512_fmadd_ps, _mm512_fnmadd_ps, round512, _mm512_scalef_ps)
 
 #define QB 8
 
@@ -126,11 +114,7 @@ static void attend_head(const float *q0, const float *k0, const float *v0, float
                         size_t ldq, size_t ldc, int L, int d, float scale, float *kt,
                         float *p) {
   const int Lp = (L + 15) & ~15;
-  for (int c = 0; c < d; c++) {
-    float *dst = kt + (size_t)c * Lp;
-    for (int j = 0; j < L; j++) dst[j] = k0[(size_t)j * ldq + c];
-    for (int j = L; j < Lp; j++) dst[j] = 0.0f;
-  }
+  ae__transpose_keys(k0, ldq, L, d, kt);
   const __m512 vscale = _mm512_set1_ps(scale);
   for (int i0 = 0; i0 < L; i0 += QB) {
     const float *qr[QB];

@@ -6,6 +6,7 @@
  * inner loop runs over independent outputs (keys of a score row, columns of a
  * context row), and the dot products and row sums keep 8 separate partial sums. */
 #include "encoder/encoder.h"
+#include "encoder/kernels_simd.h"
 #include <math.h>
 
 /* sum of x[0..n) in 8 interleaved partial sums (vectorisable, no reassociation) */
@@ -41,8 +42,7 @@ static void attend_head(const float *q0, const float *k0, const float *v0, float
                         size_t ldq, size_t ldc, int L, int d, float scale, float *kt,
                         float *p) {
   const int Lp = (L + 15) & ~15;
-  for (int c = 0; c < d; c++)
-    for (int j = 0; j < L; j++) kt[(size_t)c * Lp + j] = k0[(size_t)j * ldq + c];
+  ae__transpose_keys(k0, ldq, L, d, kt);
   for (int i = 0; i < L; i++) {
     const float *q = q0 + (size_t)i * ldq;
     for (int j = 0; j < L; j++) p[j] = 0.0f;
