@@ -987,6 +987,14 @@ typedef struct {
   int verbose;                 /* 1 = log each request to stderr */
 } ae_mcp_options;
 AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
+/* ---- CPU path ---------------------------------------------------------------
+ * The hand-written kernels exist for AVX-512, AVX2+FMA and portable C; the best one
+ * the CPU has is chosen once per process (at the first encoder load or call here),
+ * capped by the environment variable ASTEMBED_CPU=avx512|avx2|generic, which caps
+ * oneDNN's instruction set too. Returns "avx512", "avx2" or "generic" (always
+ * "generic" off x86-64), or NULL when ASTEMBED_CPU holds another value
+ * (ae_last_error() says which). */
+AE_EXTERN const char *ae_cpu_path(void);
 
 #ifdef __cplusplus
 }

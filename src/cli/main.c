@@ -35,7 +35,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", c->name, c->summary);
   fprintf(f, "\nRun 'astembed <command> --help' for a command's options.\n"
              "Environment: ASTEMBED_MODEL (default model folder), ASTEMBED_CACHE_DIR (load\n"
-             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive).\n");
+             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive),\n"
+             "ASTEMBED_CPU (avx512, avx2 or generic: caps the kernels' instruction set).\n");
 }
 
 int cli_fail(const char *what, int status) {
@@ -45,6 +46,16 @@ int cli_fail(const char *what, int status) {
   else
     fprintf(stderr, "astembed: %s: %s\n", what, ae_strerror(status));
   return CLI_FAIL;
+}
+
+int cli_print_cpu_path(void) {
+  const char *path = ae_cpu_path();
+  if (!path) {
+    fprintf(stderr, "astembed: %s\n", ae_last_error());
+    return CLI_USAGE;
+  }
+  printf("cpu path: %s\n", path);
+  return CLI_OK;
 }
 
 const char *cli_default_model(void) {
@@ -97,7 +108,10 @@ int main(int argc, char **argv) {
     usage(stdout);
     return CLI_OK;
   }
-  if (!strcmp(argv[1], "--version")) { printf("astembed %s\n", ae_version()); return CLI_OK; }
+  if (!strcmp(argv[1], "--version")) {
+    printf("astembed %s\n", ae_version());
+    return cli_print_cpu_path();
+  }
   for (const cli_command *c = commands; c->name; c++)
     if (!strcmp(argv[1], c->name)) return c->run(argc - 1, argv + 1);
   fprintf(stderr, "astembed: unknown command '%s'\n\n", argv[1]);
