@@ -28,4 +28,17 @@ const char *cli_load_cache_dir(void);
 /* --precision VALUE of subcommand cmd: AE_PRECISION_*, or -1 after printing the usage
  * error (defined in main.c). */
 int cli_parse_precision(const char *cmd, const char *value);
+
+/* The one integer option parser (defined in main.c): a decimal integer in [lo, hi]
+ * into *out, or -1 after printing "astembed CMD: OPT needs an integer in [lo, hi],
+ * got 'VALUE'" (value NULL: the option came without one). */
+int cli_parse_int(const char *cmd, const char *opt, const char *value, long long lo,
+                  long long hi, long long *out);
+
+/* 1 when model_dir holds RANDOM-WEIGHTS.txt, the note tools/demo.sh leaves in a folder
+ * that `astembed model init-random` wrote: its vectors carry no meaning. */
+int cli_random_weights(const char *model_dir);
+
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
 #endif

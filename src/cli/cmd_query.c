@@ -11,8 +11,7 @@
  * so the choice only selects which stored vectors are searched.
  */
 #define _GNU_SOURCE
-#include "cli/cli.h"
-#include "common/common.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -75,6 +74,7 @@ static int parse(int argc, char **argv, qopts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     double v;
+    long long n;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
     if (!strcmp(a, "--timing")) { o->timing = 1; continue; }
     if (!strcmp(a, "--no-load-cache")) { o->no_load_cache = 1; continue; }
@@ -91,9 +91,9 @@ static int parse(int argc, char **argv, qopts *o) {
       if (cli_parse_precision("query", val) < 0) return CLI_USAGE;
       o->precision = val;
     }
-    else if (!strcmp(a, "--top")) { if (num(a, val, 1, 100000, &v)) return CLI_USAGE; o->top = (long)v; }
-    else if (!strcmp(a, "--lines")) { if (num(a, val, 0, 1000, &v)) return CLI_USAGE; o->lines = (long)v; }
-    else if (!strcmp(a, "--threads")) { if (num(a, val, 0, 1024, &v)) return CLI_USAGE; o->threads = (int)v; }
+    else if (!strcmp(a, "--top")) { if (cli_parse_int("query", a, val, 1, 100000, &n)) return CLI_USAGE; o->top = (long)n; }
+    else if (!strcmp(a, "--lines")) { if (cli_parse_int("query", a, val, 0, 1000, &n)) return CLI_USAGE; o->lines = (long)n; }
+    else if (!strcmp(a, "--threads")) { if (cli_parse_int("query", a, val, 0, 1024, &n)) return CLI_USAGE; o->threads = (int)n; }
     else if (!strcmp(a, "--min-score")) { if (num(a, val, -1, 1, &v)) return CLI_USAGE; o->min_score = v; }
     else if (!strcmp(a, "--format")) {
       if (!strcmp(val, "plain")) o->format = FMT_PLAIN;
@@ -177,7 +177,7 @@ int cmd_query(int argc, char **argv) {
   qopts o;
   int rc = parse(argc, argv, &o);
   if (rc) return rc < 0 ? CLI_OK : rc;
-  double t0 = ae__now_ms();
+  double t0 = cli_now_ms();
   ae_store *st;
   if ((rc = ae_store_open(o.db, 1, &st))) return cli_fail("opening the index", rc);
   char *recorded = NULL;
@@ -200,11 +200,9 @@ int cmd_query(int argc, char **argv) {
     ae_store_close(st);
     return cli_fail("loading the model", rc);
   }
-  double t_load = ae__now_ms();
-  char *marker = ae__path_join(model, "RANDOM-WEIGHTS.txt");
-  if (marker && ae__file_exists(marker))
+  double t_load = cli_now_ms();
+  if (cli_random_weights(model))
     fprintf(stderr, "astembed: note: %s has RANDOM weights: the ranking below carries no meaning\n", model);
-  ae__free(marker);
   uint8_t fp[16];
   ae_encoder_fingerprint(enc, fp);
   if (!o.precision && have_rec && memcmp(fp, fp_rec, 16)) {
@@ -214,7 +212,7 @@ int cmd_query(int argc, char **argv) {
       memcpy(fp, as, 16);
   }
   int dim = ae_encoder_dim(enc);
-  float *q = ae__malloc((size_t)dim * sizeof(float));
+  float *q = malloc((size_t)dim * sizeof(float));
   size_t len = strlen(o.text);
   const char *texts[1] = {o.text};
   int status = AE_OK;
@@ -222,15 +220,15 @@ int cmd_query(int argc, char **argv) {
   size_t nh = 0;
   rc = q ? ae_encoder_embed_texts(enc, texts, &len, 1, q, &status) : AE_ENOMEM;
   if (!rc) rc = status;
-  double t_embed = ae__now_ms();
+  double t_embed = cli_now_ms();
   size_t rows = 0;
   if (!rc && o.timing) rc = ae_store_matrix_rows(st, fp, &rows);
-  double t_matrix = ae__now_ms();
+  double t_matrix = cli_now_ms();
   if (!rc) rc = ae_store_search(st, fp, q, dim, (size_t)o.top, (float)o.min_score, &hits, &nh);
-  double t_search = ae__now_ms();
+  double t_search = cli_now_ms();
   if (rc) {
     int code = cli_fail("searching", rc);
-    ae__free(q);
+    free(q);
     ae_encoder_free(enc);
     ae_free(recorded);
     ae_store_close(st);
@@ -242,9 +240,9 @@ int cmd_query(int argc, char **argv) {
   if (o.timing)
     fprintf(stderr, "timing: open+model load %.1f ms, embed query %.1f ms, load %zu vectors %.1f ms,"
             " score+top-%ld %.1f ms, print %.1f ms, total %.1f ms\n", t_load - t0, t_embed - t_load, rows,
-            t_matrix - t_embed, o.top, t_search - t_matrix, ae__now_ms() - t_search, ae__now_ms() - t0);
+            t_matrix - t_embed, o.top, t_search - t_matrix, cli_now_ms() - t_search, cli_now_ms() - t0);
   ae_search_hits_free(hits, nh);
-  ae__free(q);
+  free(q);
   ae_encoder_free(enc);
   ae_free(recorded);
   ae_store_close(st);
