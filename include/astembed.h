@@ -424,7 +424,7 @@ AE_EXTERN void ae_probe_free(ae_probe *p);
 AE_EXTERN int ae_probe_read(ae_probe *p, ae_probe_reading *r);
 
 /* ======================================================================== */
-/* DynamicBatchOptimizer (src/batchopt)                                      */
+/* Batch optimizer (src/batchopt)                                            */
 /* ======================================================================== */
 
 /* Learns the batch size (and the token budget per batch) that maximises a score of
@@ -477,7 +477,7 @@ AE_EXTERN int ae_batchopt_recommend(ae_batchopt *o, ae_batch_recommendation *r);
 AE_EXTERN int ae_batchopt_analytics(ae_batchopt *o, ae_batch_analytics *a);
 
 /* ======================================================================== */
-/* MemoryAwareProcessor (src/memproc)                                        */
+/* Memory-aware processor (src/memproc)                                      */
 /* ======================================================================== */
 
 typedef struct ae_memproc ae_memproc;
@@ -559,7 +559,7 @@ AE_EXTERN int ae_memproc_current_strategy(const ae_memproc *m);
 AE_EXTERN int ae_memproc_strategy_for(const ae_memproc_config *cfg, int current, double memory_pct);
 
 /* ======================================================================== */
-/* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
+/* Generator, store and query (src/generator, src/store)                     */
 /* ======================================================================== */
 
 /* ---- Annotations and the text that gets embedded (src/text) ---- */
@@ -709,10 +709,10 @@ AE_EXTERN void ae_search_hits_free(ae_search_hit *hits, size_t n);
 /* Rows in the model's matrix (loads it). */
 AE_EXTERN int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
 
-/* ---- OptimizedEmbeddingGenerator (src/generator) ---- */
+/* ---- Generator (src/generator) ---- */
 
 /* One configuration, four sections, each of which can be disabled. As JSON (keys as
- * in the seed; see config/production.json and config/development.json):
+ * in the original tool, see README; config/production.json and config/development.json):
  *   {"preset": "production",           (optional: start from a preset)
  *    "model": {"enabled", "path", "threads", "maxLength", "precision" ("f32"|"bf16"),
  *              "text": {"includeSignature", "includeSummary", "includeCode",
@@ -758,7 +758,7 @@ typedef struct {
   char preset[32];             /* "" when none */
 } ae_generator_config;
 
-/* The seed's component defaults. */
+/* Every component's defaults (the original tool's values, see README). */
 AE_EXTERN void ae_generator_config_default(ae_generator_config *c);
 /* "production" or "development" (AE_EINVAL naming the preset otherwise). */
 AE_EXTERN int ae_generator_config_preset(ae_generator_config *c, const char *name);
@@ -789,7 +789,7 @@ typedef void (*ae_log_fn)(void *ud, int level, const char *msg);
 /* Progress: done of total items, of which hits came from a cache tier. */
 typedef void (*ae_progress_fn)(void *ud, size_t done, size_t total, size_t hits);
 
-/* The seed's PerformanceMetrics. */
+/* The generator's metrics, one struct per component and overall. */
 typedef struct {
   struct {
     double hit_ratio, miss_ratio;      /* over lookups: memory cache + store tier */

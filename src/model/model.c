@@ -10,7 +10,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include "model/model.h"
 #include "model/safetensors.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #include "common/jsonl.h"
 #include "tokenizer/tokenizer.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 #include "test.h"
 #include "failalloc.h"
 
