@@ -10,7 +10,8 @@
  *   - a small program built with `pkg-config --cflags --libs astembed` (shared, run with
  *     LD_LIBRARY_PATH) and with `pkg-config --static` (linked against libastembed.a,
  *     no libastembed.so needed at run time) tokenizes and embeds a text with a tiny
- *     random model and prints what this process computes with the same calls.
+ *     random model and prints what this process computes with the same calls;
+ *   - the installed astembed describes that model (model info).
  * The program is compiled with this build's compiler and sanitizer flags, so the test
  * also runs in the ASan build. SKIP (77) only when a tool it drives is missing. */
 #define _GNU_SOURCE
@@ -241,6 +242,11 @@ int main(void) {
   free(o);
   CHECK(sh(&o, "'%s/prog-static' '%s'", root, model) == 0);
   CHECKF(outputs_match(want, o), "static program printed:\n%s\nwanted:\n%s", o ? o : "", want);
+  free(o);
+  /* the installed command works on the same folder */
+  CHECK(sh(&o, "'%s/bin/astembed' model info --json --model '%s'", prefix, model) == 0);
+  CHECKF(o && strstr(o, "\"hidden_size\":32") && strstr(o, "\"num_hidden_layers\":2"),
+         "model info printed '%s'", o ? o : "");
   free(o);
 
   free(want);
