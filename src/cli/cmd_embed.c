@@ -194,8 +194,10 @@ static uint64_t peak_rss(void) {
 /* ---- dry run --------------------------------------------------------------------------- */
 
 /* What a run would do: texts built, tokens counted, stored vectors checked; nothing is
- * written and the encoder never runs. */
-static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n) {
+ * written and the encoder never runs. Exits 1, as a run would, when input records were
+ * rejected (rejected) or give no text. */
+static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n,
+                   size_t rejected) {
   /* a dry run only tokenizes: no need to reorder the weights */
   ae_encoder_options eo = {.threads = cfg->model.threads, .max_length = cfg->model.max_length,
                            .prepack = AE_PREPACK_OFF, .cache_dir = cli_load_cache_dir(),
@@ -237,7 +239,7 @@ static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annot
            " %zu without text\n", n, stored, todo, tokens, truncated, ae_encoder_max_length(enc), bad);
   ae_store_close(st);
   ae_encoder_free(enc);
-  return CLI_OK;
+  return bad || rejected ? CLI_FAIL : CLI_OK;
 }
 
 /* ---- run -------------------------------------------------------------------------------- */
@@ -278,20 +280,30 @@ int cmd_embed(int argc, char **argv) {
     fprintf(stderr, "astembed: note: %s has RANDOM weights (made by 'astembed model init-random'):"
                     " the vectors carry no meaning\n", cfg.model.path);
   if (o.dry_run) {
-    rc = dry_run(&o, &cfg, items, n);
+    rc = dry_run(&o, &cfg, items, n, rejected);
     ae_annotation_set_free(set);
     return rc;
   }
 
+  /* Nothing is written before the work can start: the model loads (generator init)
+   * before the index is opened, which creates it and its folder. Only a store-only
+   * generator (model disabled) needs the index to start, and opens it first. */
   ae_store *store = NULL;
   ae_generator *g = NULL;
-  if ((rc = ae_store_open(o.db, 0, &store))) { ae_annotation_set_free(set); return cli_fail("opening the index", rc); }
-  if ((rc = ae_generator_new(&cfg, &g)) || (rc = ae_generator_set_store(g, store))) goto fail;
+  const char *stage = "opening the index";
+  int store_first = !cfg.model.enabled;
+  if (store_first && (rc = ae_store_open(o.db, 0, &store))) goto fail;
+  stage = "starting the generator";
+  if ((rc = ae_generator_new(&cfg, &g)) || (store && (rc = ae_generator_set_store(g, store)))) goto fail;
   ae_generator_set_force(g, o.force);
   if ((rc = ae_generator_set_load_cache_dir(g, cli_load_cache_dir()))) goto fail;
   ae_generator_set_log(g, on_log, &u, o.log_level);
   ae_generator_set_progress(g, on_progress, &u);
   if ((rc = ae_generator_init(g))) goto fail;
+  if (!store_first) {
+    stage = "opening the index";
+    if ((rc = ae_store_open(o.db, 0, &store)) || (rc = ae_generator_set_store(g, store))) goto fail;
+  }
 
   g_gen = g;
   struct sigaction sa, old;
@@ -387,10 +399,11 @@ int cmd_embed(int argc, char **argv) {
   ae_annotation_set_free(set);
   if (g_interrupted) return 130;
   if (run_rc && run_rc != AE_EINTR) return cli_fail("embedding", run_rc);
-  return CLI_OK;
+  /* one bad record never sinks the batch, but the run says it was not clean */
+  return failed || rejected ? CLI_FAIL : CLI_OK;
 fail:
   {
-    int code = cli_fail("starting the generator", rc);
+    int code = cli_fail(stage, rc);
     ae_generator_free(g);
     ae_store_close(store);
     ae_annotation_set_free(set);

@@ -423,32 +423,40 @@ int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *de
 
 /* ---- stats ------------------------------------------------------------------------- */
 
-static uint64_t count(ae_store *s, const char *sql, const uint8_t *fp) {
+/* One integer from a one-row query into *v (0 when the query yields no row); a SQLite
+ * error (locked, corrupt, I/O) is returned, never read as a zero. */
+static int count(ae_store *s, const char *sql, const uint8_t *fp, uint64_t *v) {
   sqlite3_stmt *st;
-  uint64_t v = 0;
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
+  *v = 0;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return ae__store_dberr(s, "reading counts");
   if (fp) sqlite3_bind_blob(st, 1, fp, 16, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) v = (uint64_t)sqlite3_column_int64(st, 0);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *v = (uint64_t)sqlite3_column_int64(st, 0);
+  int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
+  rc = ok ? AE_OK : ae__store_dberr(s, "reading counts");
   sqlite3_finalize(st);
-  return v;
+  return rc;
 }
 
 uint64_t ae__store_generation(ae_store *s) {
-  return count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL);
+  uint64_t v;
+  count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL, &v);
+  return v;
 }
 
 int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st) {
   memset(st, 0, sizeof *st);
-  st->annotations = count(s, "SELECT count(*) FROM annotations", NULL);
-  st->vectors = count(s, "SELECT count(*) FROM vectors", NULL);
-  st->models = count(s, "SELECT count(*) FROM models", NULL);
-  st->files = count(s, "SELECT count(DISTINCT file_path) FROM annotations", NULL);
-  st->generation = ae__store_generation(s);
-  st->current_vectors = fp ? count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
-                                      " ON a.node_id = v.node_id AND a.text_hash = v.text_hash"
-                                      " WHERE v.fingerprint = ?1", fp)
-                           : count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
-                                      " ON a.node_id = v.node_id AND a.text_hash = v.text_hash", NULL);
+  int rc = count(s, "SELECT count(*) FROM annotations", NULL, &st->annotations);
+  if (!rc) rc = count(s, "SELECT count(*) FROM vectors", NULL, &st->vectors);
+  if (!rc) rc = count(s, "SELECT count(*) FROM models", NULL, &st->models);
+  if (!rc) rc = count(s, "SELECT count(DISTINCT file_path) FROM annotations", NULL, &st->files);
+  if (!rc) rc = count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL, &st->generation);
+  if (!rc) rc = fp ? count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
+                              " ON a.node_id = v.node_id AND a.text_hash = v.text_hash"
+                              " WHERE v.fingerprint = ?1", fp, &st->current_vectors)
+                   : count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
+                              " ON a.node_id = v.node_id AND a.text_hash = v.text_hash", NULL, &st->current_vectors);
+  if (rc) return rc;
   struct stat sb;
   if (stat(s->path, &sb) == 0) st->db_bytes = (uint64_t)sb.st_size;
   char *wal = ae__malloc(strlen(s->path) + 5);

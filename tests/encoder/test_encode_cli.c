@@ -42,7 +42,7 @@ int main(void) {
   /* the CLI's load cache would default to ~/.cache/astembed: not this test's business */
   setenv("ASTEMBED_CACHE_DIR", "off", 1);
   const char *sh = test_shared_dir();
-  if (!sh) { printf("SKIP: ../shared missing (needs the MiniLM tokenizer files)\n"); TEST_DONE(); }
+  if (!sh) TEST_SKIP("../shared missing (needs the MiniLM tokenizer files)");
   char tmp[] = "/tmp/ae-enc-cli-XXXXXX";
   REQUIRE(mkdtemp(tmp));
   char like[4200], model[4200], in[4200], out[4200], out2[4200], outf[4200], args[9000];

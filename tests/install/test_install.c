@@ -13,7 +13,7 @@
  *     random model and prints what this process computes with the same calls;
  *   - the installed astembed describes that model (model info).
  * The program is compiled with this build's compiler and sanitizer flags, so the test
- * also runs in the ASan build. SKIP (77) only when a tool it drives is missing. */
+ * also runs in the ASan build. Skipped (TEST_SKIP) only when a tool it drives is missing. */
 #define _GNU_SOURCE
 #include "astembed.h"
 #include "test.h"
@@ -152,10 +152,10 @@ static int outputs_match(const char *want, const char *got) {
 
 int main(void) {
   const char *build = getenv("AE_BUILD_DIR");
-  if (!build) { printf("SKIP: AE_BUILD_DIR is not set (run through ctest)\n"); return 77; }
+  if (!build) TEST_SKIP("AE_BUILD_DIR is not set (run through ctest)");
   const char *tools[] = {AE_TEST_CMAKE, "pkg-config", AE_TEST_CC, "readelf", "nm"};
   for (size_t i = 0; i < sizeof tools / sizeof *tools; i++)
-    if (!have_tool(tools[i])) { printf("SKIP: %s is not installed\n", tools[i]); return 77; }
+    if (!have_tool(tools[i])) TEST_SKIP("%s is not installed", tools[i]);
 
   char root[] = "/tmp/ae-install-XXXXXX";
   REQUIRE(mkdtemp(root));
