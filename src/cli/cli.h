@@ -28,4 +28,16 @@ const char *cli_load_cache_dir(void);
 /* --precision VALUE of subcommand cmd: AE_PRECISION_*, or -1 after printing the usage
  * error (defined in main.c). */
 int cli_parse_precision(const char *cmd, const char *value);
+
+/* Prints "cpu path: NAME" (ae_cpu_path) to stdout and returns CLI_OK, or reports a
+ * bad ASTEMBED_CPU and returns CLI_USAGE (defined in main.c). */
+int cli_print_cpu_path(void);
+/* The one integer option parser (defined in main.c): a decimal integer in [lo, hi]
+ * into *out, or -1 after printing "astembed CMD: OPT needs an integer in [lo, hi],
+ * got 'VALUE'" (value NULL: the option came without one). */
+int cli_parse_int(const char *cmd, const char *opt, const char *value, long long lo,
+                  long long hi, long long *out);
+
+/* Monotonic clock in milliseconds. */
+double cli_now_ms(void);
 #endif

@@ -1,8 +1,10 @@
 /* astembed: dispatch to subcommands. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
+#include "cli.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int cmd_model(int argc, char **argv);
@@ -35,7 +37,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", c->name, c->summary);
   fprintf(f, "\nRun 'astembed <command> --help' for a command's options.\n"
              "Environment: ASTEMBED_MODEL (default model folder), ASTEMBED_CACHE_DIR (load\n"
-             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive).\n");
+             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive),\n"
+             "ASTEMBED_CPU (avx512, avx2 or generic: caps the kernels' instruction set).\n");
 }
 
 int cli_fail(const char *what, int status) {
@@ -47,6 +50,16 @@ int cli_fail(const char *what, int status) {
   return CLI_FAIL;
 }
 
+int cli_print_cpu_path(void) {
+  const char *path = ae_cpu_path();
+  if (!path) {
+    fprintf(stderr, "astembed: %s\n", ae_last_error());
+    return CLI_USAGE;
+  }
+  printf("cpu path: %s\n", path);
+  return CLI_OK;
+}
+
 const char *cli_default_model(void) {
   const char *m = getenv("ASTEMBED_MODEL");
   return m && *m ? m : NULL;
@@ -56,6 +69,26 @@ int cli_parse_precision(const char *cmd, const char *value) {
   int p = ae_precision_parse(value);
   if (p < 0) fprintf(stderr, "astembed %s: bad --precision '%s' (f32 or bf16)\n", cmd, value);
   return p;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *value, long long lo,
+                  long long hi, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = value ? strtoll(value, &end, 10) : 0;
+  if (!value || !*value || errno || *end || v < lo || v > hi) {
+    fprintf(stderr, "astembed %s: %s needs an integer in [%lld, %lld], got '%s'\n", cmd, opt, lo,
+            hi, value ? value : "");
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+double cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 const char *cli_load_cache_dir(void) {
@@ -97,7 +130,10 @@ int main(int argc, char **argv) {
     usage(stdout);
     return CLI_OK;
   }
-  if (!strcmp(argv[1], "--version")) { printf("astembed %s\n", ae_version()); return CLI_OK; }
+  if (!strcmp(argv[1], "--version")) {
+    printf("astembed %s\n", ae_version());
+    return cli_print_cpu_path();
+  }
   for (const cli_command *c = commands; c->name; c++)
     if (!strcmp(argv[1], c->name)) return c->run(argc - 1, argv + 1);
   fprintf(stderr, "astembed: unknown command '%s'\n\n", argv[1]);

@@ -1,4 +1,4 @@
-/* OptimizedEmbeddingGenerator: the path every annotation takes.
+/* The generator: the path every annotation takes.
  *
  *   text  ->  store tier (same node, same text: nothing to do)
  *         ->  memory cache (ae_cache, keyed by node id + text, model fingerprint)
@@ -10,9 +10,9 @@
  *             tokens (cost grows with tokens, not items) -> encoder -> cache, and
  *             the store in one transaction per batch.
  *
- * In the seed none of the three adaptive components was on this path; here each is,
- * and each can be switched off in the configuration (then: no cache tier; fixed
- * batches of 32 items; no strategy switching).
+ * Each of the three adaptive components is on this path, and each can be switched
+ * off in the configuration (then: no cache tier; fixed batches of 32 items; no
+ * strategy switching).
  *
  * Tokenization runs on its own thread, a bounded number of items ahead of the batch
  * being encoded (phase 2 below explains the order it takes the misses in).
