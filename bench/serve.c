@@ -204,26 +204,21 @@ static double proc_cpu_s(pid_t pid) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double children_cpu_s(void) {
+/* CPU seconds (user + system) of RUSAGE_SELF (this process, all its threads) or
+ * RUSAGE_CHILDREN (its waited-for children) so far. */
+static double rusage_cpu_s(int who) {
   struct rusage ru;
-  getrusage(RUSAGE_CHILDREN, &ru);
+  getrusage(who, &ru);
   return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* Wall ms of a command (-1 when it failed); *cpu_s gets its CPU seconds. */
 static double run_time(const char *cmd, double *cpu_s) {
-  double c0 = children_cpu_s(), t0 = ae__now_ms();
+  double c0 = rusage_cpu_s(RUSAGE_CHILDREN), t0 = ae__now_ms();
   int rc = system(cmd);
   double t = ae__now_ms() - t0;
-  *cpu_s = children_cpu_s() - c0;
+  *cpu_s = rusage_cpu_s(RUSAGE_CHILDREN) - c0;
   return rc == 0 ? t : -1;
-}
-
-/* CPU seconds this process has used so far (user + system, all its threads). */
-static double self_cpu_s(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static const size_t *sort_keys;
@@ -258,7 +253,7 @@ static double encoder_batch_gain(ae_encoder *enc, char **texts, size_t *tlen, si
   printf("%-10s %9s %12s\n", "batch", "texts/s", "CPU ms/text");
   for (int k = 0; k < NS; k++) {
     size_t B = SIZES[k];
-    double c0 = self_cpu_s(), t0 = ae__now_ms();
+    double c0 = rusage_cpu_s(RUSAGE_SELF), t0 = ae__now_ms();
     for (size_t a = 0; a < n; a += B) {
       size_t m = n - a < B ? n - a : B;
       for (size_t j = 0; j < m; j++) {
@@ -270,7 +265,7 @@ static double encoder_batch_gain(ae_encoder *enc, char **texts, size_t *tlen, si
     }
     double wall = ae__now_ms() - t0;
     rate[k] = (double)n / (wall / 1000);
-    cpu[k] = (self_cpu_s() - c0) * 1000 / (double)n;
+    cpu[k] = (rusage_cpu_s(RUSAGE_SELF) - c0) * 1000 / (double)n;
     printf("%-10zu %9.1f %12.2f%s\n", B, rate[k], cpu[k], k == NS - 1 ? "   (batch 1 again)" : "");
     fflush(stdout);
   }
