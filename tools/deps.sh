@@ -4,7 +4,7 @@
 # Usage: tools/deps.sh [--bench]   (--bench adds the peers used by bench/)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libclang-rt-14-dev
-      libdnnl-dev libsqlite3-dev libxxhash-dev libutf8proc-dev libjansson-dev
+      libdnnl-dev libsqlite3-dev libxxhash-dev libutf8proc-dev libjansson-dev libcurl4-openssl-dev libssl-dev
       python3-torch python3-numpy libopenblas0-pthread sqlite3)
 # libopenblas0-pthread: Debian's torch otherwise multiplies with the netlib reference
 # BLAS (~1 GFLOP/s in float64), too slow for the PyTorch reference in the tests.
