@@ -103,6 +103,7 @@ typedef struct {
   int fd;
   int64_t offset, limit;      /* bytes in the file; the file's size (-1 unknown) */
   int overflow, io_error;
+  int began;                  /* a body byte of this response arrived */
 } xfer;
 
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
@@ -219,11 +220,12 @@ static size_t on_file_body(char *buf, size_t size, size_t n, void *ud) {
   long status = 0;
   curl_easy_getinfo(x->p->curl, CURLINFO_RESPONSE_CODE, &status);
   if (status != 200 && status != 206) return len;     /* an error page: not file bytes */
-  if (status == 200 && x->offset > 0) {               /* the server ignored Range */
+  if (status == 200 && x->offset > 0 && !x->began) {  /* the server ignored Range */
     if (ftruncate(x->fd, 0) || lseek(x->fd, 0, SEEK_SET) < 0) { x->io_error = errno; return 0; }
     x->p->pr.done -= (uint64_t)x->offset;
     x->offset = 0;
   }
+  x->began = 1;
   if (x->limit >= 0 && x->offset + (int64_t)len > x->limit) { x->overflow = 1; return 0; }
   for (size_t w = 0; w < len;) {
     ssize_t k = write(x->fd, buf + w, len - w);
@@ -255,7 +257,7 @@ static int request(puller *p, const char *what, const char *url, int kind, xfer 
   x->etag[0] = x->linked_etag[0] = x->commit[0] = x->location[0] = 0;
   x->linked_size = x->content_length = -1;
   x->retry_after = -1;
-  x->overflow = x->io_error = 0;
+  x->overflow = x->io_error = x->began = 0;
   x->p = p;
   *transient = 0;
   struct curl_slist *h = NULL;
@@ -379,7 +381,11 @@ static int get_listing(puller *p, ae__hub_listing *l) {
     backoff(p, &x, attempt + 1);
   }
   rc = ae__hub_parse_listing(x.mem ? x.mem : "", x.mem_len, l);
-  if (rc) rc = ae__error(rc, "%s: %s", what, ae_last_error());
+  if (rc) {
+    char why[600];
+    snprintf(why, sizeof why, "%s", ae_last_error());
+    rc = ae__error(rc, "%s: %s", what, why);
+  }
 out:
   ae__free(x.mem);
   ae__free(url);
@@ -549,7 +555,9 @@ static int fetch_blob(puller *p, hub_file *f, const char *blob) {
   close(fd);
   if (!rc && (rc = verify(f->name, part, f->etag, f->size)) != AE_OK) {
     unlink(part);     /* a corrupt download is not resumed */
-    rc = ae__error(rc, "%s (the download was deleted)", ae_last_error());
+    char why[600];
+    snprintf(why, sizeof why, "%s", ae_last_error());
+    rc = ae__error(rc, "%s (the download was deleted)", why);
   }
   if (!rc && rename(part, blob)) rc = ae__error(AE_EIO, "%s: %s", blob, strerror(errno));
   ae__free(part);
