@@ -13,7 +13,7 @@ Serves one model repository made from a local folder with the Hub's protocol:
 
 REV is "main" or the commit. A small file's ETag is its git blob sha1. --fault picks
 one misbehaviour (see FAULTS). Every request is logged as one JSON line in --log.
-Prints the hub's port on stdout, then serves until SIGTERM.
+Writes the hub's port to --port-file (atomically), then serves until SIGTERM.
 """
 import argparse, hashlib, json, os, signal, socket, sys, threading, time, urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -266,6 +266,7 @@ def main():
     ap.add_argument("--fault", default="none", choices=sorted(FAULTS))
     ap.add_argument("--token", default="")
     ap.add_argument("--log", default="")
+    ap.add_argument("--port-file", required=True)
     args = ap.parse_args()
     st = State(args)
     hub = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(st))
@@ -274,7 +275,9 @@ def main():
     st.cdn_port = cdn.server_address[1]
     threading.Thread(target=cdn.serve_forever, daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    print(hub.server_address[1], flush=True)
+    with open(args.port_file + ".tmp", "w") as f:
+        f.write("%d\n" % hub.server_address[1])
+    os.rename(args.port_file + ".tmp", args.port_file)
     hub.serve_forever()
 
 

@@ -1,0 +1,523 @@
+/* `astembed model pull` against a loopback Hugging Face Hub (tests/hub/hubserver.py on
+ * 127.0.0.1, random ports, a hub and a "CDN"), serving a random-weight model with the
+ * Hub's protocol, and every fault of the issue: a connection dropped mid-file, a
+ * resumed .incomplete, a server that ignores Range, corrupt bytes, 404, 401 without
+ * and 200 with a token (never printed), 500/429 then success, a stalled server, no
+ * safetensors, hostile names, two concurrent pulls, offline with and without the
+ * model cached. Also: resolution of ORG/NAME in encode/embed (vectors equal those of
+ * the plain folder), the index recording the repo and commit, model list and rm, and
+ * the parsers directly. Skips (77) without /usr/bin/python3. */
+// ctest-timeout: 400
+#define _GNU_SOURCE
+#include "test.h"
+#include "hub/hub.h"
+
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REPO "test-org/tiny-model"
+#define FOLDER "models--test-org--tiny-model"
+#define TOKEN "hf_SECRETtoken123456"
+
+static char g_tmp[256], g_bin[PATH_MAX], g_script[PATH_MAX], g_model[400];
+
+typedef struct {
+  pid_t pid;
+  int port;
+  char log[400];
+} hub;
+
+static int hub_start(hub *h, const char *fault) {
+  static int n;
+  char port_file[450];
+  snprintf(h->log, sizeof h->log, "%s/log-%s-%d", g_tmp, fault, n);
+  snprintf(port_file, sizeof port_file, "%s/port-%s-%d", g_tmp, fault, n++);
+  h->pid = fork();
+  if (h->pid == 0) {
+    execl("/usr/bin/python3", "python3", g_script, "--model", g_model, "--repo", REPO, "--fault", fault,
+          "--log", h->log, "--token", TOKEN, "--port-file", port_file, (char *)NULL);
+    _exit(127);
+  }
+  h->port = 0;
+  for (int i = 0; i < 600 && h->port <= 0; i++) {   /* up to 60 s on a loaded machine */
+    FILE *f = fopen(port_file, "r");
+    if (f) {
+      if (fscanf(f, "%d", &h->port) != 1) h->port = 0;
+      fclose(f);
+    }
+    if (h->port <= 0) {
+      if (waitpid(h->pid, NULL, WNOHANG) == h->pid) break;
+      usleep(100000);
+    }
+  }
+  if (h->port <= 0) {
+    fprintf(stderr, "hub server (%s) did not start\n", fault);
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    return -1;
+  }
+  return 0;
+}
+
+static void hub_stop(hub *h) {
+  kill(h->pid, SIGTERM);
+  waitpid(h->pid, NULL, 0);
+}
+
+/* Runs `env ENV astembed ARGS` in g_tmp; stdout/stderr into g_tmp/TAG.out/.err. */
+static int run(const char *tag, const char *env, const char *args) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && env HF_TOKEN= HF_HUB_OFFLINE= HF_ENDPOINT=http://127.0.0.1:1 ASTEMBED_CACHE_DIR=%s/lc "
+           "ASTEMBED_HUB_BACKOFF_MS=10 HF_HUB_DOWNLOAD_TIMEOUT=5 HF_HUB_ETAG_TIMEOUT=5 %s %s %s >%s.out 2>%s.err",
+           g_tmp, g_tmp, env, g_bin, args, tag, tag);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *d = malloc((size_t)n + 1);
+  if (d && fread(d, 1, (size_t)n, f) != (size_t)n) { free(d); d = NULL; }
+  if (d) d[n] = 0;
+  if (len) *len = (size_t)n;
+  fclose(f);
+  return d;
+}
+
+/* Occurrences of needle in the file g_tmp/name (or an absolute path). */
+static int count_in(const char *name, const char *needle) {
+  char p[700];
+  if (name[0] == '/') snprintf(p, sizeof p, "%s", name);
+  else snprintf(p, sizeof p, "%s/%s", g_tmp, name);
+  char *d = slurp(p, NULL);
+  int n = 0;
+  for (char *q = d; q && (q = strstr(q, needle)); q++) n++;
+  free(d);
+  return n;
+}
+
+static void show(const char *tag) {
+  char p[700];
+  snprintf(p, sizeof p, "%s/%s.err", g_tmp, tag);
+  char *d = slurp(p, NULL);
+  fprintf(stderr, "--- %s stderr:\n%s---\n", tag, d ? d : "(none)");
+  free(d);
+}
+
+static int exists(const char *fmt, const char *a, const char *b) {
+  char p[1200];
+  snprintf(p, sizeof p, fmt, a, b);
+  struct stat st;
+  return lstat(p, &st) == 0;
+}
+
+/* Files in dir whose name ends with suffix (or all, suffix ""). */
+static int count_files(const char *dir, const char *suffix) {
+  DIR *d = opendir(dir);
+  int n = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    size_t l = strlen(de->d_name), s = strlen(suffix);
+    if (de->d_name[0] != '.' && l >= s && !strcmp(de->d_name + l - s, suffix)) n++;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+static const char *k_files[] = {"config.json", "model.safetensors", "tokenizer.json", "vocab.txt",
+                                "tokenizer_config.json", "special_tokens_map.json", "modules.json",
+                                "1_Pooling/config.json", "sentence_bert_config.json",
+                                "config_sentence_transformers.json", NULL};
+
+/* The cache at g_tmp/cache holds a complete, correct snapshot of the model: refs/main
+ * names it, every file equals the model folder's, links are relative, no partial blob. */
+static int snapshot_ok(const char *cache) {
+  char p[1200], commit[64] = "";
+  snprintf(p, sizeof p, "%s/%s/%s/refs/main", g_tmp, cache, FOLDER);
+  char *ref = slurp(p, NULL);
+  if (!ref || strlen(ref) != 40) { free(ref); fprintf(stderr, "%s: no refs/main\n", cache); return 0; }
+  memcpy(commit, ref, 41);
+  free(ref);
+  int ok = 1;
+  for (int i = 0; k_files[i]; i++) {
+    char a[1200], b[1200], link[1200];
+    snprintf(a, sizeof a, "%s/%s/%s/snapshots/%s/%s", g_tmp, cache, FOLDER, commit, k_files[i]);
+    snprintf(b, sizeof b, "%s/%s", g_model, k_files[i]);
+    size_t la = 0, lb = 0;
+    char *da = slurp(a, &la), *db = slurp(b, &lb);
+    ssize_t k = readlink(a, link, sizeof link - 1);
+    if (k > 0) link[k] = 0;
+    if (!da || !db || la != lb || memcmp(da, db, la) || k <= 0 || link[0] == '/' || strncmp(link, "../", 3)) {
+      fprintf(stderr, "%s: %s differs or is not a relative link\n", cache, k_files[i]);
+      ok = 0;
+    }
+    free(da);
+    free(db);
+  }
+  snprintf(p, sizeof p, "%s/%s/%s/blobs", g_tmp, cache, FOLDER);
+  if (count_files(p, ".incomplete")) { fprintf(stderr, "%s: an .incomplete is left\n", cache); ok = 0; }
+  if (count_files(p, "") != 10) { fprintf(stderr, "%s: %d blobs, not 10\n", cache, count_files(p, "")); ok = 0; }
+  return ok;
+}
+
+static int no_snapshot(const char *cache) {
+  return !exists("%s/%s/" FOLDER "/snapshots", g_tmp, cache) && !exists("%s/%s/" FOLDER "/refs", g_tmp, cache);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void env_for(char *env, size_t cap, const hub *h, const char *cache, const char *extra) {
+  snprintf(env, cap, "HF_HUB_CACHE=%s/%s HF_HOME=%s/home-%s HF_ENDPOINT=http://127.0.0.1:%d %s", g_tmp, cache,
+           g_tmp, cache, h ? h->port : 1, extra);
+}
+
+/* ---- the parsers, directly ------------------------------------------------------------- */
+
+static void test_parsers(void) {
+  ae__hub_spec s;
+  CHECK(ae__hub_parse_spec("sentence-transformers/all-MiniLM-L6-v2", &s) == AE_OK && !strcmp(s.rev, "main"));
+  CHECK(ae__hub_parse_spec("a/b@v1.0", &s) == AE_OK && !strcmp(s.repo, "a/b") && !strcmp(s.rev, "v1.0"));
+  CHECK(ae__hub_parse_spec("a/b@refs/pr/1", &s) == AE_OK);
+  const char *bad[] = {"a", "/abs/path", "a/b/c", "a/../b", "a--x/b", "a/b@", "a/b@../x", "a/b@x/../y",
+                       "./a", "a/.b", "a/b c", "-a/b", "a/b@/x", NULL};
+  for (int i = 0; bad[i]; i++) CHECKF(ae__hub_parse_spec(bad[i], &s) == AE_EINVAL, "%s", bad[i]);
+  CHECK(ae__hub_safe_path("1_Pooling/config.json") && ae__hub_safe_path("a.b"));
+  const char *hostile[] = {"../x", "a/../../x", "/etc/passwd", "a//b", "a/", "./a", "a\\..\\b", "a\nb", "", NULL};
+  for (int i = 0; hostile[i]; i++) CHECKF(!ae__hub_safe_path(hostile[i]), "'%s'", hostile[i]);
+  char tag[130];
+  CHECK(ae__hub_parse_etag("W/\"abc-1\"", 9, tag, sizeof tag) == AE_OK && !strcmp(tag, "abc-1"));
+  CHECK(ae__hub_parse_etag("\"../x\"", 6, tag, sizeof tag) == AE_EFORMAT);
+  CHECK(ae__hub_parse_etag("\"\"", 2, tag, sizeof tag) == AE_EFORMAT);
+  ae__hub_listing l;
+  const char *ok = "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":[{\"rfilename\":\"a\"},{\"rfilename\":\"b/c\"}]}";
+  CHECK(ae__hub_parse_listing(ok, strlen(ok), &l) == AE_OK && l.n == 2 && !strcmp(l.files[1], "b/c"));
+  ae__hub_listing_free(&l);
+  const char *evil = "{\"sha\":\"0123456789abcdef0123456789abcdef01234567\",\"siblings\":[{\"rfilename\":\"../a\"}]}";
+  CHECK(ae__hub_parse_listing(evil, strlen(evil), &l) == AE_EFORMAT && strstr(ae_last_error(), "../a"));
+  CHECK(ae__hub_parse_listing("{\"sha\":\"xyz\"}", 13, &l) == AE_EFORMAT);
+  char repo[64], commit[64];
+  CHECK(ae_hub_snapshot_info("/c/models--o--n/snapshots/0123456789abcdef0123456789abcdef01234567", repo,
+                             sizeof repo, commit, sizeof commit) == 1 && !strcmp(repo, "o/n"));
+  CHECK(ae_hub_snapshot_info("/c/models--o/snapshots/0123456789abcdef0123456789abcdef01234567", repo,
+                             sizeof repo, commit, sizeof commit) == 0);
+  CHECK(ae_hub_is_model_name("tests/hub") == 0);   /* an existing folder wins */
+  CHECK(ae_hub_is_model_name("no-such-org/no-such-model") == 1);
+}
+
+/* ---- the pulls ---------------------------------------------------------------------------- */
+
+static void test_basic(void) {
+  hub h;
+  if (hub_start(&h, "none")) { CHECK(0); return; }
+  char env[1024];
+  env_for(env, sizeof env, &h, "c-basic", "");
+  int rc = run("basic", env, "model pull " REPO);
+  CHECKF(rc == 0, "pull exit %d", rc);
+  if (rc) show("basic");
+  CHECK(snapshot_ok("c-basic"));
+  CHECK(count_in("basic.out", "/snapshots/") == 1);
+  CHECK(count_in(h.log, "\"cdn\": true") == 1);       /* one LFS file, fetched from the CDN */
+  CHECK(count_in(h.log, "\"auth\": true") == 0);
+  /* again: everything is cached, no byte is fetched */
+  CHECK(run("basic2", env, "model pull " REPO) == 0);
+  CHECK(count_in("basic2.err", "in the cache") == 10);
+  CHECK(count_in(h.log, "\"cdn\": true") == 1);
+  hub_stop(&h);
+
+  /* the cached model by name, offline: the same vectors as the plain folder */
+  char in[700], args[1400];
+  snprintf(in, sizeof in, "%s/in.jsonl", g_tmp);
+  FILE *f = fopen(in, "w");
+  fputs("{\"id\":\"a\",\"text\":\"def parse(path): return the value\"}\n{\"id\":\"b\",\"text\":\"class Cache\"}\n", f);
+  fclose(f);
+  env_for(env, sizeof env, NULL, "c-basic", "HF_HUB_OFFLINE=1");
+  snprintf(args, sizeof args, "encode --model " REPO " <%s", in);
+  CHECK(run("enc-name", env, args) == 0);
+  snprintf(args, sizeof args, "encode --model %s <%s", g_model, in);
+  CHECK(run("enc-dir", env, args) == 0);
+  char pa[800], pb[800];
+  snprintf(pa, sizeof pa, "%s/enc-name.out", g_tmp);
+  snprintf(pb, sizeof pb, "%s/enc-dir.out", g_tmp);
+  char *va = slurp(pa, NULL), *vb = slurp(pb, NULL);
+  CHECK(va && vb && strlen(va) > 100 && !strcmp(va, vb));
+  free(va);
+  free(vb);
+
+  /* the library's loader resolves the name too (offline, from the cache) */
+  char cache[700];
+  snprintf(cache, sizeof cache, "%s/c-basic", g_tmp);
+  setenv("HF_HUB_CACHE", cache, 1);
+  ae_encoder *enc = NULL;
+  CHECK_OK(ae_encoder_load(REPO, NULL, &enc));
+  CHECK(enc && ae_encoder_dim(enc) == 32);
+  ae_encoder_free(enc);
+  CHECK(ae_encoder_load("test-org/not-cached", NULL, &enc) == AE_ENOTFOUND &&
+        strstr(ae_last_error(), "astembed model pull test-org/not-cached"));
+  unsetenv("HF_HUB_CACHE");
+
+  /* embed by name: the index records the repo id and commit; stats shows them */
+  snprintf(args, sizeof args, "embed --input %s/examples/annotations.jsonl --db %s/idx.db --model " REPO
+           " --no-progress --preset development", getenv("AE_SOURCE_DIR") ? getenv("AE_SOURCE_DIR") : ".", g_tmp);
+  rc = run("embed", env, args);
+  CHECKF(rc == 0, "embed exit %d", rc);
+  if (rc) show("embed");
+  snprintf(args, sizeof args, "stats --db %s/idx.db --json", g_tmp);
+  CHECK(run("stats", env, args) == 0);
+  CHECK(count_in("stats.out", "\"repo\": \"" REPO "\"") == 1);
+  CHECK(count_in("stats.out", "\"name\": \"" REPO "@") == 1);
+  snprintf(args, sizeof args, "stats --db %s/idx.db", g_tmp);
+  CHECK(run("stats2", env, args) == 0 && count_in("stats2.out", REPO "@") == 1);
+  snprintf(args, sizeof args, "query \"parse a file\" --db %s/idx.db --top 2", g_tmp);
+  CHECK(run("query", env, args) == 0);
+
+  /* list and rm */
+  CHECK(run("list", env, "model list") == 0 && count_in("list.out", REPO) == 1 && count_in("list.out", "main") == 1);
+  CHECK(run("listj", env, "model list --json") == 0 && count_in("listj.out", "\"complete\": true") == 1);
+  CHECK(run("rm", env, "model rm " REPO) == 0);
+  CHECK(!exists("%s/%s/" FOLDER, g_tmp, "c-basic") && !exists("%s/%s/.locks/" FOLDER, g_tmp, "c-basic"));
+  CHECK(run("rm2", env, "model rm " REPO) == 1 && count_in("rm2.err", "not in the Hugging Face cache") == 1);
+  CHECK(run("list2", env, "model list") == 0 && count_in("list2.out", REPO) == 0);
+}
+
+/* Seeds blobs/<sha256>.incomplete with `head` bytes of model.safetensors (garbage when
+ * !real); returns the sha256. */
+static void seed_incomplete(const char *cache, size_t head, int real, char sha[65]) {
+  char p[1200];
+  snprintf(p, sizeof p, "%s/model.safetensors", g_model);
+  size_t n;
+  char *d = slurp(p, &n);
+  unsigned char md[32];
+  unsigned mdn = 0;
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+  EVP_DigestUpdate(c, d, n);
+  EVP_DigestFinal_ex(c, md, &mdn);
+  EVP_MD_CTX_free(c);
+  for (int i = 0; i < 32; i++) sprintf(sha + 2 * i, "%02x", md[i]);
+  snprintf(p, sizeof p, "%s/%s/%s/blobs", g_tmp, cache, FOLDER);
+  ae__hub_mkdirs(p);
+  snprintf(p, sizeof p, "%s/%s/%s/blobs/%s.incomplete", g_tmp, cache, FOLDER, sha);
+  if (!real) memset(d, 'x', head);
+  FILE *f = fopen(p, "wb");
+  fwrite(d, 1, head, f);
+  fclose(f);
+  free(d);
+}
+
+static void test_resume(void) {
+  hub h;
+  char env[1024], sha[65], needle[64];
+  /* dropped mid-file: the same pull continues with Range */
+  if (hub_start(&h, "drop")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-drop", "");
+  int rc = run("drop", env, "model pull " REPO);
+  CHECKF(rc == 0, "exit %d", rc);
+  if (rc) show("drop");
+  CHECK(snapshot_ok("c-drop"));
+  CHECK(count_in(h.log, "\"cdn\": true, \"range\": \"bytes=") == 1);
+  hub_stop(&h);
+
+  /* an .incomplete from an interrupted pull: continued from its end */
+  if (hub_start(&h, "none")) { CHECK(0); return; }
+  seed_incomplete("c-seed", 100000, 1, sha);
+  env_for(env, sizeof env, &h, "c-seed", "");
+  CHECK(run("seed", env, "model pull " REPO) == 0);
+  CHECK(snapshot_ok("c-seed"));
+  CHECK(count_in(h.log, "\"range\": \"bytes=100000-\"") == 1);
+  hub_stop(&h);
+
+  /* a server that ignores Range: the 200 restarts the file from zero */
+  if (hub_start(&h, "norange")) { CHECK(0); return; }
+  seed_incomplete("c-norange", 100000, 0, sha);
+  env_for(env, sizeof env, &h, "c-norange", "");
+  rc = run("norange", env, "model pull " REPO);
+  CHECKF(rc == 0, "exit %d", rc);
+  if (rc) show("norange");
+  CHECK(snapshot_ok("c-norange"));
+  snprintf(needle, sizeof needle, "bytes=100000-");
+  CHECK(count_in(h.log, needle) == 1);
+  hub_stop(&h);
+}
+
+static void test_faults(void) {
+  hub h;
+  char env[1024];
+  /* corrupt bytes: exit 1, no snapshot, no blob, no partial file */
+  if (hub_start(&h, "corrupt")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-corrupt", "");
+  CHECK(run("corrupt", env, "model pull " REPO) == 1);
+  CHECK(count_in("corrupt.err", "sha256 mismatch") == 1);
+  CHECK(no_snapshot("c-corrupt"));
+  char p[800];
+  snprintf(p, sizeof p, "%s/c-corrupt/" FOLDER "/blobs", g_tmp);
+  CHECK(count_files(p, ".incomplete") == 0 && count_files(p, "") == 3);   /* the 3 small files before it */
+  CHECK(count_in("corrupt.err", "SECRETSIGNATURE") == 0);
+
+  /* 404 for the repo */
+  CHECK(run("404", env, "model pull test-org/no-such-model") == 1);
+  CHECK(count_in("404.err", "HTTP 404") == 1);
+  hub_stop(&h);
+
+  /* 401 without a token, 200 with one; the token never printed, never sent to the CDN */
+  if (hub_start(&h, "auth")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-auth", "");
+  CHECK(run("auth1", env, "model pull " REPO) == 1);
+  CHECK(count_in("auth1.err", "HTTP 401") == 1 && count_in("auth1.err", "HF_TOKEN") == 1);
+  env_for(env, sizeof env, &h, "c-auth", "HF_TOKEN=hf_WRONG");
+  CHECK(run("auth2", env, "model pull " REPO) == 1 && count_in("auth2.err", "hf_WRONG") == 0);
+  env_for(env, sizeof env, &h, "c-auth", "HF_TOKEN=" TOKEN);
+  int rc = run("auth3", env, "model pull " REPO);
+  CHECKF(rc == 0, "exit %d", rc);
+  if (rc) show("auth3");
+  CHECK(snapshot_ok("c-auth"));
+  /* the token file $HF_HOME/token */
+  snprintf(p, sizeof p, "%s/home-c-auth2", g_tmp);
+  mkdir(p, 0755);
+  snprintf(p, sizeof p, "%s/home-c-auth2/token", g_tmp);
+  FILE *f = fopen(p, "w");
+  fputs(TOKEN "\n", f);
+  fclose(f);
+  env_for(env, sizeof env, &h, "c-auth2", "");
+  CHECK(run("auth4", env, "model pull " REPO) == 0);
+  CHECK(snapshot_ok("c-auth2"));
+  const char *outs[] = {"auth1.err", "auth2.err", "auth3.err", "auth4.err", "auth1.out", "auth3.out", "auth4.out", NULL};
+  for (int i = 0; outs[i]; i++) CHECKF(count_in(outs[i], TOKEN) == 0, "%s", outs[i]);
+  CHECK(count_in(h.log, "\"leak\"") == 0);
+  CHECK(count_in(h.log, "\"cdn\": true, \"range\": null, \"auth\": false") == 2);
+  hub_stop(&h);
+
+  /* 500 (and 429) then success */
+  if (hub_start(&h, "flaky")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-flaky", "");
+  rc = run("flaky", env, "model pull " REPO);
+  CHECKF(rc == 0, "exit %d", rc);
+  if (rc) show("flaky");
+  CHECK(snapshot_ok("c-flaky"));
+  CHECK(count_in(h.log, "/revision/main") == 3);   /* 500, 429, 200 */
+  hub_stop(&h);
+
+  /* a stalled server: a timeout with a clear error, quickly */
+  if (hub_start(&h, "stall")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-stall", "HF_HUB_DOWNLOAD_TIMEOUT=1 ASTEMBED_HUB_RETRIES=1");
+  double t0 = now();
+  CHECK(run("stall", env, "model pull " REPO) == 1);
+  double dt = now() - t0;
+  CHECKF(dt < 15, "%.1f s", dt);
+  CHECK(count_in("stall.err", "timed out") == 1 && count_in("stall.err", "model.safetensors") >= 1);
+  CHECK(no_snapshot("c-stall"));
+  hub_stop(&h);
+
+  /* no safetensors: a clear error naming what the repository has */
+  if (hub_start(&h, "nosafetensors")) { CHECK(0); return; }
+  env_for(env, sizeof env, &h, "c-nost", "");
+  CHECK(run("nost", env, "model pull " REPO) == 1);
+  CHECK(count_in("nost.err", "no model.safetensors") == 1 && count_in("nost.err", "pytorch_model.bin") == 1);
+  CHECK(!exists("%s/%s/" FOLDER, g_tmp, "c-nost"));
+  hub_stop(&h);
+
+  /* hostile names in the listing: refused, nothing written outside (or at all) */
+  const char *hostile[] = {"hostile", "hostile-abs"};
+  for (int i = 0; i < 2; i++) {
+    if (hub_start(&h, hostile[i])) { CHECK(0); return; }
+    env_for(env, sizeof env, &h, "c-hostile", "");
+    CHECK(run("hostile", env, "model pull " REPO) == 1);
+    CHECK(count_in("hostile.err", "outside the snapshot") == 1);
+    CHECK(!exists("%s/%s/" FOLDER, g_tmp, "c-hostile") && !exists("%s/%s", g_tmp, "escape.json"));
+    hub_stop(&h);
+  }
+}
+
+static void test_concurrent(void) {
+  hub h;
+  if (hub_start(&h, "slow")) { CHECK(0); return; }
+  char env[1024], cmd[4096];
+  env_for(env, sizeof env, &h, "c-conc", "");
+  snprintf(cmd, sizeof cmd,
+           "cd %s && export %s ASTEMBED_CACHE_DIR=%s/lc; "
+           "%s model pull " REPO " >c1.out 2>c1.err & p1=$!; %s model pull " REPO " >c2.out 2>c2.err & p2=$!; "
+           "wait $p1; r1=$?; wait $p2; r2=$?; echo $r1 $r2 > conc.rc",
+           g_tmp, env, g_tmp, g_bin, g_bin);
+  CHECK(system(cmd) == 0);
+  CHECK(count_in("conc.rc", "0 0") == 1);
+  CHECK(snapshot_ok("c-conc"));
+  CHECK(count_in(h.log, "\"cdn\": true") == 1);   /* the second waited on the lock, fetched nothing */
+  CHECK(count_in("c1.out", "/snapshots/") == 1 && count_in("c2.out", "/snapshots/") == 1);
+  hub_stop(&h);
+}
+
+static void test_offline(void) {
+  hub h;
+  if (hub_start(&h, "none")) { CHECK(0); return; }
+  char env[1024];
+  /* without the model cached: exit 1 with the exact command, no request */
+  env_for(env, sizeof env, &h, "c-off", "HF_HUB_OFFLINE=1");
+  CHECK(run("off1", env, "model pull " REPO) == 1);
+  CHECK(count_in("off1.err", "run `astembed model pull " REPO "`") == 1);
+  env_for(env, sizeof env, &h, "c-off", "");
+  CHECK(run("off2", env, "encode --offline --model " REPO " </dev/null") == 1);
+  CHECK(count_in("off2.err", "astembed model pull " REPO) == 1);
+  CHECK(run("off3", env, "model pull --offline " REPO "@v2") == 1 && count_in("off3.err", "astembed model pull " REPO "@v2`") == 1);
+  CHECK(count_in(h.log, "\"method\"") == 0);
+  /* cached: offline works and makes no request */
+  CHECK(run("off4", env, "model pull --quiet " REPO) == 0);
+  CHECK(count_in("off4.err", "downloaded") == 0);
+  int before = count_in(h.log, "\"method\"");
+  env_for(env, sizeof env, &h, "c-off", "HF_HUB_OFFLINE=1");
+  CHECK(run("off5", env, "model pull " REPO) == 0 && count_in("off5.out", "/snapshots/") == 1);
+  CHECK(run("off6", env, "encode --model " REPO " </dev/null") == 0);
+  CHECK(count_in(h.log, "\"method\"") == before);
+  /* encode pulls a missing model by itself when online */
+  env_for(env, sizeof env, &h, "c-auto", "");
+  CHECK(run("auto", env, "encode --model " REPO " </dev/null") == 0);
+  CHECK(snapshot_ok("c-auto") && count_in("auto.err", "model.safetensors") >= 1);
+  hub_stop(&h);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  if (access("/usr/bin/python3", X_OK)) { printf("SKIP: /usr/bin/python3 missing (the loopback hub)\n"); return 77; }
+  const char *bd = getenv("AE_BUILD_DIR"), *sd = getenv("AE_SOURCE_DIR");
+  char rel[600];
+  snprintf(rel, sizeof rel, "%s/astembed", bd ? bd : "build");
+  REQUIRE(realpath(rel, g_bin));
+  snprintf(rel, sizeof rel, "%s/tests/hub/hubserver.py", sd ? sd : ".");
+  REQUIRE(realpath(rel, g_script));
+  REQUIRE(access(g_bin, X_OK) == 0);
+  snprintf(g_tmp, sizeof g_tmp, "/tmp/ae-hub-XXXXXX");
+  REQUIRE(mkdtemp(g_tmp));
+  snprintf(g_model, sizeof g_model, "%s/model", g_tmp);
+  char args[1200];
+  snprintf(args, sizeof args, "model init-random --like %s/examples/model-config/all-MiniLM-L6-v2 --out %s "
+           "--layers 1 --hidden 32 --heads 2 --intermediate 64 --seed 7", sd ? sd : ".", g_model);
+  REQUIRE(run("init", "", args) == 0);
+  test_parsers();
+  test_basic();
+  test_resume();
+  test_faults();
+  test_concurrent();
+  test_offline();
+  if (!t_fail) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
+    if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
+  } else {
+    fprintf(stderr, "left %s for inspection\n", g_tmp);
+  }
+  TEST_DONE();
+}
