@@ -73,7 +73,7 @@ static void hub_stop(hub *h) {
 
 /* Runs `env ENV astembed ARGS` in g_tmp; stdout/stderr into g_tmp/TAG.out/.err. */
 static int run(const char *tag, const char *env, const char *args) {
-  char cmd[4096];
+  char cmd[16384];
   snprintf(cmd, sizeof cmd,
            "cd %s && env HF_TOKEN= HF_HUB_OFFLINE= HF_ENDPOINT=http://127.0.0.1:1 ASTEMBED_CACHE_DIR=%s/lc "
            "ASTEMBED_HUB_BACKOFF_MS=10 HF_HUB_DOWNLOAD_TIMEOUT=5 HF_HUB_ETAG_TIMEOUT=5 %s %s %s >%s.out 2>%s.err",
@@ -446,7 +446,7 @@ static void test_faults(void) {
 static void test_concurrent(void) {
   hub h;
   if (hub_start(&h, "slow")) { CHECK(0); return; }
-  char env[1024], cmd[4096];
+  char env[1024], cmd[16384];
   env_for(env, sizeof env, &h, "c-conc", "");
   snprintf(cmd, sizeof cmd,
            "cd %s && export %s ASTEMBED_CACHE_DIR=%s/lc; "
