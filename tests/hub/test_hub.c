@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include "test.h"
 #include "hub/hub.h"
+#include "hub_test_util.h"
 
 #include <dirent.h>
 #include <openssl/evp.h>
@@ -21,100 +22,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define REPO "test-org/tiny-model"
-#define FOLDER "models--test-org--tiny-model"
-#define TOKEN "hf_SECRETtoken123456"
-
-static char g_tmp[256], g_bin[PATH_MAX], g_script[PATH_MAX], g_model[400];
-
-typedef struct {
-  pid_t pid;
-  int port;
-  char log[400];
-} hub;
-
-static int hub_start(hub *h, const char *fault) {
-  static int n;
-  char port_file[450];
-  snprintf(h->log, sizeof h->log, "%s/log-%s-%d", g_tmp, fault, n);
-  snprintf(port_file, sizeof port_file, "%s/port-%s-%d", g_tmp, fault, n++);
-  h->pid = fork();
-  if (h->pid == 0) {
-    execl("/usr/bin/python3", "python3", g_script, "--model", g_model, "--repo", REPO, "--fault", fault,
-          "--log", h->log, "--token", TOKEN, "--port-file", port_file, (char *)NULL);
-    _exit(127);
-  }
-  h->port = 0;
-  for (int i = 0; i < 600 && h->port <= 0; i++) {   /* up to 60 s on a loaded machine */
-    FILE *f = fopen(port_file, "r");
-    if (f) {
-      if (fscanf(f, "%d", &h->port) != 1) h->port = 0;
-      fclose(f);
-    }
-    if (h->port <= 0) {
-      if (waitpid(h->pid, NULL, WNOHANG) == h->pid) break;
-      usleep(100000);
-    }
-  }
-  if (h->port <= 0) {
-    fprintf(stderr, "hub server (%s) did not start\n", fault);
-    kill(h->pid, SIGKILL);
-    waitpid(h->pid, NULL, 0);
-    return -1;
-  }
-  return 0;
-}
-
-static void hub_stop(hub *h) {
-  kill(h->pid, SIGTERM);
-  waitpid(h->pid, NULL, 0);
-}
-
-/* Runs `env ENV astembed ARGS` in g_tmp; stdout/stderr into g_tmp/TAG.out/.err. */
-static int run(const char *tag, const char *env, const char *args) {
-  char cmd[16384];
-  snprintf(cmd, sizeof cmd,
-           "cd %s && env HF_TOKEN= HF_HUB_OFFLINE= HF_ENDPOINT=http://127.0.0.1:1 ASTEMBED_CACHE_DIR=%s/lc "
-           "ASTEMBED_HUB_BACKOFF_MS=10 HF_HUB_DOWNLOAD_TIMEOUT=5 HF_HUB_ETAG_TIMEOUT=5 %s %s %s >%s.out 2>%s.err",
-           g_tmp, g_tmp, env, g_bin, args, tag, tag);
-  int st = system(cmd);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *d = malloc((size_t)n + 1);
-  if (d && fread(d, 1, (size_t)n, f) != (size_t)n) { free(d); d = NULL; }
-  if (d) d[n] = 0;
-  if (len) *len = (size_t)n;
-  fclose(f);
-  return d;
-}
-
-/* Occurrences of needle in the file g_tmp/name (or an absolute path). */
-static int count_in(const char *name, const char *needle) {
-  char p[700];
-  if (name[0] == '/') snprintf(p, sizeof p, "%s", name);
-  else snprintf(p, sizeof p, "%s/%s", g_tmp, name);
-  char *d = slurp(p, NULL);
-  int n = 0;
-  for (char *q = d; q && (q = strstr(q, needle)); q++) n++;
-  free(d);
-  return n;
-}
-
-static void show(const char *tag) {
-  char p[700];
-  snprintf(p, sizeof p, "%s/%s.err", g_tmp, tag);
-  char *d = slurp(p, NULL);
-  fprintf(stderr, "--- %s stderr:\n%s---\n", tag, d ? d : "(none)");
-  free(d);
-}
 
 static int exists(const char *fmt, const char *a, const char *b) {
   char p[1200];
@@ -492,32 +399,13 @@ static void test_offline(void) {
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (access("/usr/bin/python3", X_OK)) { printf("SKIP: /usr/bin/python3 missing (the loopback hub)\n"); return 77; }
-  const char *bd = getenv("AE_BUILD_DIR"), *sd = getenv("AE_SOURCE_DIR");
-  char rel[600];
-  snprintf(rel, sizeof rel, "%s/astembed", bd ? bd : "build");
-  REQUIRE(realpath(rel, g_bin));
-  snprintf(rel, sizeof rel, "%s/tests/hub/hubserver.py", sd ? sd : ".");
-  REQUIRE(realpath(rel, g_script));
-  REQUIRE(access(g_bin, X_OK) == 0);
-  snprintf(g_tmp, sizeof g_tmp, "/tmp/ae-hub-XXXXXX");
-  REQUIRE(mkdtemp(g_tmp));
-  snprintf(g_model, sizeof g_model, "%s/model", g_tmp);
-  char args[1200];
-  snprintf(args, sizeof args, "model init-random --like %s/examples/model-config/all-MiniLM-L6-v2 --out %s "
-           "--layers 1 --hidden 32 --heads 2 --intermediate 64 --seed 7", sd ? sd : ".", g_model);
-  REQUIRE(run("init", "", args) == 0);
+  REQUIRE(hub_test_setup() == 0);
   test_parsers();
   test_basic();
   test_resume();
   test_faults();
   test_concurrent();
   test_offline();
-  if (!t_fail) {
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
-    if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
-  } else {
-    fprintf(stderr, "left %s for inspection\n", g_tmp);
-  }
+  hub_test_cleanup(t_fail);
   TEST_DONE();
 }

@@ -1,0 +1,137 @@
+/* Shared by the hub tests: the loopback hub (hubserver.py) as a child process, the
+ * astembed CLI run with an environment, and file checks. Every path lives under g_tmp. */
+#ifndef AE_HUB_TEST_UTIL_H
+#define AE_HUB_TEST_UTIL_H
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define REPO "test-org/tiny-model"
+#define FOLDER "models--test-org--tiny-model"
+#define TOKEN "hf_SECRETtoken123456"
+
+static char g_tmp[256], g_bin[PATH_MAX], g_script[PATH_MAX], g_model[400];
+
+typedef struct {
+  pid_t pid;
+  int port;
+  char log[400];
+} hub;
+
+static int hub_start(hub *h, const char *fault) {
+  static int n;
+  char port_file[450];
+  snprintf(h->log, sizeof h->log, "%s/log-%s-%d", g_tmp, fault, n);
+  snprintf(port_file, sizeof port_file, "%s/port-%s-%d", g_tmp, fault, n++);
+  h->pid = fork();
+  if (h->pid == 0) {
+    execl("/usr/bin/python3", "python3", g_script, "--model", g_model, "--repo", REPO, "--fault", fault,
+          "--log", h->log, "--token", TOKEN, "--port-file", port_file, (char *)NULL);
+    _exit(127);
+  }
+  h->port = 0;
+  for (int i = 0; i < 600 && h->port <= 0; i++) {   /* up to 60 s on a loaded machine */
+    FILE *f = fopen(port_file, "r");
+    if (f) {
+      if (fscanf(f, "%d", &h->port) != 1) h->port = 0;
+      fclose(f);
+    }
+    if (h->port <= 0) {
+      if (waitpid(h->pid, NULL, WNOHANG) == h->pid) break;
+      usleep(100000);
+    }
+  }
+  if (h->port <= 0) {
+    fprintf(stderr, "hub server (%s) did not start\n", fault);
+    kill(h->pid, SIGKILL);
+    waitpid(h->pid, NULL, 0);
+    return -1;
+  }
+  return 0;
+}
+
+static void hub_stop(hub *h) {
+  kill(h->pid, SIGTERM);
+  waitpid(h->pid, NULL, 0);
+}
+
+/* Runs `env ENV PROGRAM ARGS` in g_tmp (PROGRAM: astembed when NULL), stdout and
+ * stderr into g_tmp/TAG.out and .err; the exit status. */
+static int run_prog(const char *tag, const char *env, const char *program, const char *args) {
+  char cmd[16384];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && env HF_TOKEN= HF_HUB_OFFLINE= HF_ENDPOINT=http://127.0.0.1:1 ASTEMBED_CACHE_DIR=%s/lc "
+           "ASTEMBED_HUB_BACKOFF_MS=10 HF_HUB_DOWNLOAD_TIMEOUT=5 HF_HUB_ETAG_TIMEOUT=5 %s %s %s >%s.out 2>%s.err",
+           g_tmp, g_tmp, env, program ? program : g_bin, args, tag, tag);
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run(const char *tag, const char *env, const char *args) {
+  return run_prog(tag, env, NULL, args);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *d = malloc((size_t)n + 1);
+  if (d && fread(d, 1, (size_t)n, f) != (size_t)n) { free(d); d = NULL; }
+  if (d) d[n] = 0;
+  if (len) *len = (size_t)n;
+  fclose(f);
+  return d;
+}
+
+/* Occurrences of needle in the file g_tmp/name (or an absolute path). */
+__attribute__((unused)) static int count_in(const char *name, const char *needle) {
+  char p[700];
+  if (name[0] == '/') snprintf(p, sizeof p, "%s", name);
+  else snprintf(p, sizeof p, "%s/%s", g_tmp, name);
+  char *d = slurp(p, NULL);
+  int n = 0;
+  for (char *q = d; q && (q = strstr(q, needle)); q++) n++;
+  free(d);
+  return n;
+}
+
+static void show(const char *tag) {
+  char p[700];
+  snprintf(p, sizeof p, "%s/%s.err", g_tmp, tag);
+  char *d = slurp(p, NULL);
+  fprintf(stderr, "--- %s stderr:\n%s---\n", tag, d ? d : "(none)");
+  free(d);
+}
+
+/* Sets g_bin, g_script, g_tmp (a new folder) and g_model (a random-weight model of
+ * all-MiniLM-L6-v2's tokenizer with a tiny 1-layer, 32-wide shape). 0 or -1. */
+static int hub_test_setup(void) {
+  const char *bd = getenv("AE_BUILD_DIR"), *sd = getenv("AE_SOURCE_DIR");
+  char rel[600];
+  snprintf(rel, sizeof rel, "%s/astembed", bd ? bd : "build");
+  if (!realpath(rel, g_bin)) return -1;
+  snprintf(rel, sizeof rel, "%s/tests/hub/hubserver.py", sd ? sd : ".");
+  if (!realpath(rel, g_script)) return -1;
+  snprintf(g_tmp, sizeof g_tmp, "/tmp/ae-hub-XXXXXX");
+  if (!mkdtemp(g_tmp)) return -1;
+  snprintf(g_model, sizeof g_model, "%s/model", g_tmp);
+  char args[1200];
+  snprintf(args, sizeof args, "model init-random --like %s/examples/model-config/all-MiniLM-L6-v2 --out %s "
+           "--layers 1 --hidden 32 --heads 2 --intermediate 64 --seed 7", sd ? sd : ".", g_model);
+  return run("init", "", args) == 0 ? 0 : -1;
+}
+
+/* Removes g_tmp when everything passed, else says where it is. */
+static void hub_test_cleanup(int failed) {
+  if (failed) { fprintf(stderr, "left %s for inspection\n", g_tmp); return; }
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", g_tmp);
+  if (system(cmd)) fprintf(stderr, "could not remove %s\n", g_tmp);
+}
+#endif
