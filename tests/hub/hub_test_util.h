@@ -127,6 +127,14 @@ static int hub_test_setup(void) {
   return run("init", "", args) == 0 ? 0 : -1;
 }
 
+/* 1 when no astembed run reported a sanitizer error (ASan exits 1, like a failure the
+ * test expects, so its report is looked for in every stderr). */
+static int no_sanitizer_reports(void) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "grep -l -e 'Sanitizer' -e 'runtime error:' %s/*.err >&2", g_tmp);
+  return system(cmd) != 0;
+}
+
 /* Removes g_tmp when everything passed, else says where it is. */
 static void hub_test_cleanup(int failed) {
   if (failed) { fprintf(stderr, "left %s for inspection\n", g_tmp); return; }

@@ -406,6 +406,7 @@ int main(void) {
   test_faults();
   test_concurrent();
   test_offline();
+  CHECK(no_sanitizer_reports());
   hub_test_cleanup(t_fail);
   TEST_DONE();
 }

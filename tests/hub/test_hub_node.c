@@ -141,6 +141,7 @@ int main(void) {
   json_decref(sa);
   json_decref(sj);
   free(commit);
+  CHECK(no_sanitizer_reports());
   hub_test_cleanup(t_fail);
   TEST_DONE();
 }
