@@ -30,6 +30,7 @@ FAULTS = {
     "hostile": "the listing also names ../../escape.json",
     "hostile-abs": "the listing also names /tmp/escape.json",
     "slow": "the CDN sends 64 kB every 20 ms",
+    "renamed": "the repository also answers as ORG/old-name: its listing, and a relative 307 from its resolve URLs",
 }
 
 
@@ -166,6 +167,12 @@ def make_handler(st):
                 if n == 2 and "/revision/" in path:
                     return self.error(429, "slow down (fault)", {"Retry-After": "0"})
             repo, r = st.args.repo, st.repo
+            if f == "renamed":
+                old = repo.split("/")[0] + "/old-name"
+                if path.startswith("/api/models/%s/" % old):
+                    path = path.replace(old, repo, 1)
+                elif path.startswith("/%s/resolve/" % old):
+                    return self.send(307, b"", {"Location": path.replace(old, repo, 1)})
             api = "/api/models/%s/" % repo
             if path.startswith(api):
                 kind, _, rest = path[len(api):].partition("/")

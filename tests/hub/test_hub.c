@@ -350,6 +350,21 @@ static void test_faults(void) {
   }
 }
 
+/* a renamed repository: relative redirects are followed (the old name's cache folder) */
+static void test_renamed(void) {
+  hub h;
+  if (hub_start(&h, "renamed")) { CHECK(0); return; }
+  char env[1024];
+  env_for(env, sizeof env, &h, "c-renamed", "");
+  int rc = run("renamed", env, "model pull test-org/old-name");
+  CHECKF(rc == 0, "exit %d", rc);
+  if (rc) show("renamed");
+  CHECK(count_in("renamed.out", "models--test-org--old-name/snapshots/") == 1);
+  CHECK(count_in(h.log, "\"HEAD\", \"path\": \"/test-org/old-name/resolve/") == 10);
+  CHECK(count_in(h.log, "\"HEAD\", \"path\": \"/test-org/tiny-model/resolve/") == 10);
+  hub_stop(&h);
+}
+
 static void test_concurrent(void) {
   hub h;
   if (hub_start(&h, "slow")) { CHECK(0); return; }
@@ -404,6 +419,7 @@ int main(void) {
   test_basic();
   test_resume();
   test_faults();
+  test_renamed();
   test_concurrent();
   test_offline();
   CHECK(no_sanitizer_reports());
