@@ -252,36 +252,32 @@ static int parse_with(const char *spec, const ae_hub_options *o, ae__hub_spec *s
   return AE_OK;
 }
 
-int ae_hub_resolve(const char *spec, const ae_hub_options *o, char **dir) {
+/* Resolves (network 0) or pulls (network 1, unless offline) spec into *dir. */
+static int resolve_or_pull(const char *spec, const ae_hub_options *o, int network, char **dir) {
   if (!dir) return ae__error(AE_EINVAL, "hub: NULL argument");
   *dir = NULL;
   ae__hub_spec s;
   ae__hub_env e;
   int rc = parse_with(spec, o, &s);
   if (rc || (rc = ae__hub_env_get(o, &e))) return rc;
-  char commit[41];
-  rc = ae__hub_cached_snapshot(&e, &s, dir, commit);
-  if (rc == AE_ENOTFOUND) rc = ae__hub_not_cached(&s, "");
+  if (network && !e.offline) {
+    rc = ae__hub_download(&e, &s, o, dir);
+  } else {
+    char commit[41];
+    rc = ae__hub_cached_snapshot(&e, &s, dir, commit);
+    if (rc == AE_ENOTFOUND)
+      rc = ae__hub_not_cached(&s, network ? " and the network is off (HF_HUB_OFFLINE or --offline)" : "");
+  }
   ae__hub_env_free(&e);
   return rc;
 }
 
+int ae_hub_resolve(const char *spec, const ae_hub_options *o, char **dir) {
+  return resolve_or_pull(spec, o, 0, dir);
+}
+
 int ae_hub_pull(const char *spec, const ae_hub_options *o, char **dir) {
-  if (!dir) return ae__error(AE_EINVAL, "hub: NULL argument");
-  *dir = NULL;
-  ae__hub_spec s;
-  ae__hub_env e;
-  int rc = parse_with(spec, o, &s);
-  if (rc || (rc = ae__hub_env_get(o, &e))) return rc;
-  if (e.offline) {
-    char commit[41];
-    rc = ae__hub_cached_snapshot(&e, &s, dir, commit);
-    if (rc == AE_ENOTFOUND) rc = ae__hub_not_cached(&s, " and the network is off (HF_HUB_OFFLINE or --offline)");
-  } else {
-    rc = ae__hub_download(&e, &s, o, dir);
-  }
-  ae__hub_env_free(&e);
-  return rc;
+  return resolve_or_pull(spec, o, 1, dir);
 }
 
 int ae_hub_model_dir(const char *spec, const ae_hub_options *o, int auto_pull, char **dir) {

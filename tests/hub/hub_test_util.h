@@ -2,6 +2,8 @@
  * astembed CLI run with an environment, and file checks. Every path lives under g_tmp. */
 #ifndef AE_HUB_TEST_UTIL_H
 #define AE_HUB_TEST_UTIL_H
+#include "common/common.h"
+
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,18 +77,15 @@ static int run(const char *tag, const char *env, const char *args) {
   return run_prog(tag, env, NULL, args);
 }
 
+/* The file's bytes, NUL-terminated (free), or NULL. */
 static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *d = malloc((size_t)n + 1);
-  if (d && fread(d, 1, (size_t)n, f) != (size_t)n) { free(d); d = NULL; }
-  if (d) d[n] = 0;
-  if (len) *len = (size_t)n;
-  fclose(f);
-  return d;
+  char *d = NULL;
+  size_t n = 0;
+  if (ae__read_file(path, &d, &n)) return NULL;
+  char *copy = malloc(n + 1);
+  if (copy) { memcpy(copy, d, n + 1); if (len) *len = n; }
+  ae__free(d);
+  return copy;
 }
 
 /* Occurrences of needle in the file g_tmp/name (or an absolute path). */
@@ -125,6 +124,29 @@ static int hub_test_setup(void) {
   snprintf(args, sizeof args, "model init-random --like %s/examples/model-config/all-MiniLM-L6-v2 --out %s "
            "--layers 1 --hidden 32 --heads 2 --intermediate 64 --seed 7", sd ? sd : ".", g_model);
   return run("init", "", args) == 0 ? 0 : -1;
+}
+
+/* 1 when `encode --model SPEC` (with ENV) gives byte-identical vectors to `encode
+ * --model` the plain model folder, on two texts. */
+static int same_vectors(const char *tag, const char *env, const char *spec) {
+  char in[700], args[1400], out[2][800], t[2][64];
+  snprintf(in, sizeof in, "%s/in.jsonl", g_tmp);
+  FILE *f = fopen(in, "w");
+  if (!f) return 0;
+  fputs("{\"id\":\"a\",\"text\":\"def parse(path): return the value\"}\n"
+        "{\"id\":\"b\",\"text\":\"class LRUCache: evicts the least recently used entry\"}\n", f);
+  fclose(f);
+  for (int i = 0; i < 2; i++) {
+    snprintf(t[i], sizeof t[i], "%s-%s", tag, i ? "dir" : "name");
+    snprintf(args, sizeof args, "encode --model %s <%s", i ? g_model : spec, in);
+    if (run(t[i], env, args) != 0) { show(t[i]); return 0; }
+    snprintf(out[i], sizeof out[i], "%s/%s.out", g_tmp, t[i]);
+  }
+  char *va = slurp(out[0], NULL), *vb = slurp(out[1], NULL);
+  int same = va && vb && strlen(va) > 100 && !strcmp(va, vb);
+  free(va);
+  free(vb);
+  return same;
 }
 
 /* 1 when no astembed run reported a sanitizer error (ASan exits 1, like a failure the

@@ -148,23 +148,9 @@ static void test_basic(void) {
   hub_stop(&h);
 
   /* the cached model by name, offline: the same vectors as the plain folder */
-  char in[700], args[1400];
-  snprintf(in, sizeof in, "%s/in.jsonl", g_tmp);
-  FILE *f = fopen(in, "w");
-  fputs("{\"id\":\"a\",\"text\":\"def parse(path): return the value\"}\n{\"id\":\"b\",\"text\":\"class Cache\"}\n", f);
-  fclose(f);
+  char args[1400];
   env_for(env, sizeof env, NULL, "c-basic", "HF_HUB_OFFLINE=1");
-  snprintf(args, sizeof args, "encode --model " REPO " <%s", in);
-  CHECK(run("enc-name", env, args) == 0);
-  snprintf(args, sizeof args, "encode --model %s <%s", g_model, in);
-  CHECK(run("enc-dir", env, args) == 0);
-  char pa[800], pb[800];
-  snprintf(pa, sizeof pa, "%s/enc-name.out", g_tmp);
-  snprintf(pb, sizeof pb, "%s/enc-dir.out", g_tmp);
-  char *va = slurp(pa, NULL), *vb = slurp(pb, NULL);
-  CHECK(va && vb && strlen(va) > 100 && !strcmp(va, vb));
-  free(va);
-  free(vb);
+  CHECK(same_vectors("enc", env, REPO));
 
   /* the library's loader resolves the name too (offline, from the cache) */
   char cache[700];

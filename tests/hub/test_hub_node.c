@@ -89,27 +89,8 @@ int main(void) {
   int rc = run_prog("js-download", "", "node", args);
   CHECKF(rc == 0, "snapshotDownload exit %d", rc);
   if (rc) show("js-download");
-  char in[700];
-  snprintf(in, sizeof in, "%s/in.jsonl", g_tmp);
-  FILE *f = fopen(in, "w");
-  REQUIRE(f);
-  fputs("{\"id\":\"a\",\"text\":\"def parse(path): return the value\"}\n"
-        "{\"id\":\"b\",\"text\":\"class LRUCache: evicts the least recently used entry\"}\n", f);
-  fclose(f);
   snprintf(env, sizeof env, "HF_HUB_CACHE=%s/c-js HF_HUB_OFFLINE=1", g_tmp);
-  snprintf(args, sizeof args, "encode --model " REPO " <%s", in);
-  rc = run("enc-js", env, args);
-  CHECKF(rc == 0, "encode of the JS download exit %d", rc);
-  if (rc) show("enc-js");
-  snprintf(args, sizeof args, "encode --model %s <%s", g_model, in);
-  CHECK(run("enc-dir", env, args) == 0);
-  char pa[800], pb[800];
-  snprintf(pa, sizeof pa, "%s/enc-js.out", g_tmp);
-  snprintf(pb, sizeof pb, "%s/enc-dir.out", g_tmp);
-  char *va = slurp(pa, NULL), *vb = slurp(pb, NULL);
-  CHECK(va && vb && strlen(va) > 100 && !strcmp(va, vb));
-  free(va);
-  free(vb);
+  CHECK(same_vectors("enc-js", env, REPO));
 
   /* 2. astembed pull, then scanCacheDir: repo, revision and files as for its own */
   snprintf(env, sizeof env, "HF_HUB_CACHE=%s/c-ae HF_ENDPOINT=http://127.0.0.1:%d", g_tmp, h.port);
