@@ -336,6 +336,79 @@ static void test_faults(void) {
   }
 }
 
+/* the public API in-process, options instead of the environment */
+typedef struct {
+  int starts, dones, cached, monotonic;
+  uint64_t last_done, total;
+} progress_seen;
+
+static void on_progress(void *ud, const ae_hub_progress *p) {
+  progress_seen *s = ud;
+  if (p->done < s->last_done || p->file_done > p->file_total || p->file_count != 10) s->monotonic = 0;
+  s->last_done = p->done;
+  s->total = p->total;
+  s->starts += p->event == AE_HUB_FILE_START;
+  s->dones += p->event == AE_HUB_FILE_DONE;
+  s->cached += p->event == AE_HUB_FILE_DONE && p->cached;
+}
+
+typedef struct {
+  int rows, complete;
+  uint64_t bytes;
+  char refs[64];
+} list_seen;
+
+static void on_cached(void *ud, const ae_hub_cached *m) {
+  list_seen *l = ud;
+  l->rows++;
+  l->complete = m->complete;
+  l->bytes = m->bytes;
+  snprintf(l->refs, sizeof l->refs, "%s", m->refs);
+}
+
+static void test_api(void) {
+  hub h;
+  if (hub_start(&h, "none")) { CHECK(0); return; }
+  char endpoint[64], cache[700];
+  snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d/", h.port);
+  snprintf(cache, sizeof cache, "%s/c-api", g_tmp);
+  progress_seen ps = {0, 0, 0, 1, 0, 0};
+  ae_hub_options o = {.endpoint = endpoint, .cache_dir = cache, .progress = on_progress, .progress_ud = &ps};
+  char *dir = NULL;
+  CHECK_OK(ae_hub_pull(REPO, &o, &dir));
+  CHECK(dir && strstr(dir, cache) == dir && snapshot_ok("c-api"));
+  uint64_t sum = 0;
+  for (int i = 0; k_files[i]; i++) {
+    char p[800];
+    snprintf(p, sizeof p, "%s/%s", g_model, k_files[i]);
+    struct stat st;
+    if (stat(p, &st) == 0) sum += (uint64_t)st.st_size;
+  }
+  CHECK(ps.starts == 10 && ps.dones == 10 && ps.cached == 0 && ps.monotonic);
+  CHECK(ps.total == sum && ps.last_done == sum);
+  char *again = NULL;
+  CHECK_OK(ae_hub_resolve(REPO, &o, &again));
+  CHECK(dir && again && !strcmp(dir, again));
+  ae_free(again);
+  char *by_commit = NULL, spec[300], repo[64], commit[64];
+  CHECK(ae_hub_snapshot_info(dir, repo, sizeof repo, commit, sizeof commit) == 1 && !strcmp(repo, REPO));
+  snprintf(spec, sizeof spec, REPO "@%s", commit);
+  CHECK_OK(ae_hub_resolve(spec, &o, &by_commit));   /* a commit needs no ref */
+  ae_free(by_commit);
+  list_seen ls = {0, 0, 0, ""};
+  CHECK_OK(ae_hub_list(&o, on_cached, &ls));
+  CHECK(ls.rows == 1 && ls.complete && ls.bytes == sum && !strcmp(ls.refs, "main"));
+  char *model_dir = NULL;
+  CHECK_OK(ae_hub_model_dir("tests/hub", &o, 1, &model_dir));   /* a folder stays a folder */
+  CHECK(model_dir && !strcmp(model_dir, "tests/hub"));
+  ae_free(model_dir);
+  CHECK_OK(ae_hub_remove(REPO, &o));
+  CHECK(ae_hub_resolve(REPO, &o, &again) == AE_ENOTFOUND);
+  CHECK(ae_hub_remove(REPO "@main", &o) == AE_EINVAL);
+  ae_free(dir);
+  hub_stop(&h);
+}
+
 /* a renamed repository: relative redirects are followed (the old name's cache folder) */
 static void test_renamed(void) {
   hub h;
@@ -405,6 +478,7 @@ int main(void) {
   test_basic();
   test_resume();
   test_faults();
+  test_api();
   test_renamed();
   test_concurrent();
   test_offline();
