@@ -303,10 +303,12 @@ static int request(puller *p, const char *what, const char *url, int kind, xfer 
   if (cc == CURLE_OK) return AE_OK;
   *transient = cc != CURLE_UNSUPPORTED_PROTOCOL && cc != CURLE_URL_MALFORMAT &&
                cc != CURLE_PEER_FAILED_VERIFICATION && cc != CURLE_SSL_CACERT_BADFILE;
+  if (cc == CURLE_OPERATION_TIMEDOUT && kind == REQ_GET_FILE)
+    return ae__error(AE_EIO, "%s: %s: timed out: the server sent nothing for %ld s (HF_HUB_DOWNLOAD_TIMEOUT)",
+                     what, shown, p->download_s);
   if (cc == CURLE_OPERATION_TIMEDOUT)
-    return ae__error(AE_EIO, "%s: %s: timed out: %s (no data for %s; HF_HUB_ETAG_TIMEOUT / "
-                     "HF_HUB_DOWNLOAD_TIMEOUT set the limits)", what, shown, err[0] ? err : curl_easy_strerror(cc),
-                     kind == REQ_GET_FILE ? "the download timeout" : "the metadata timeout");
+    return ae__error(AE_EIO, "%s: %s: timed out: no answer within %.1f s (HF_HUB_ETAG_TIMEOUT)", what, shown,
+                     p->etag_ms / 1000.0);
   return ae__error(AE_EIO, "%s: %s: %s", what, shown, err[0] ? err : curl_easy_strerror(cc));
 }
 

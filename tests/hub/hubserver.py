@@ -24,7 +24,7 @@ FAULTS = {
     "norange": "the CDN ignores Range and always answers 200 with the whole file",
     "corrupt": "the CDN serves the LFS files with one byte flipped",
     "auth": "the hub answers 401 unless 'Authorization: Bearer <--token>'",
-    "flaky": "the first request of each path gets 500, the listing's second gets 429 + Retry-After: 0",
+    "flaky": "the first request of each path gets 500, the listing's second gets 429 + Retry-After: 1",
     "stall": "the CDN sends the headers and 1000 bytes, then nothing",
     "nosafetensors": "the repository has pytorch_model.bin instead of model.safetensors",
     "hostile": "the listing also names ../../escape.json",
@@ -165,7 +165,7 @@ def make_handler(st):
                 if n == 1:
                     return self.error(500, "internal error (fault)")
                 if n == 2 and "/revision/" in path:
-                    return self.error(429, "slow down (fault)", {"Retry-After": "0"})
+                    return self.error(429, "slow down (fault)", {"Retry-After": "1"})
             repo, r = st.args.repo, st.repo
             if f == "renamed":
                 old = repo.split("/")[0] + "/old-name"

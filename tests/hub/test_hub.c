@@ -298,7 +298,9 @@ static void test_faults(void) {
   /* 500 (and 429) then success */
   if (hub_start(&h, "flaky")) { CHECK(0); return; }
   env_for(env, sizeof env, &h, "c-flaky", "");
+  double t0 = now();
   rc = run("flaky", env, "model pull " REPO);
+  CHECKF(now() - t0 >= 1.0, "Retry-After: 1 not honoured (%.2f s)", now() - t0);   /* the backoff is 10 ms */
   CHECKF(rc == 0, "exit %d", rc);
   if (rc) show("flaky");
   CHECK(snapshot_ok("c-flaky"));
@@ -308,11 +310,12 @@ static void test_faults(void) {
   /* a stalled server: a timeout with a clear error, quickly */
   if (hub_start(&h, "stall")) { CHECK(0); return; }
   env_for(env, sizeof env, &h, "c-stall", "HF_HUB_DOWNLOAD_TIMEOUT=1 ASTEMBED_HUB_RETRIES=1");
-  double t0 = now();
+  t0 = now();
   CHECK(run("stall", env, "model pull " REPO) == 1);
   double dt = now() - t0;
   CHECKF(dt < 15, "%.1f s", dt);
-  CHECK(count_in("stall.err", "timed out") == 1 && count_in("stall.err", "model.safetensors") >= 1);
+  CHECK(count_in("stall.err", "timed out: the server sent nothing for 1 s (HF_HUB_DOWNLOAD_TIMEOUT)") == 1 &&
+        count_in("stall.err", "model.safetensors") >= 1);
   CHECK(no_snapshot("c-stall"));
   hub_stop(&h);
 
