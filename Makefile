@@ -2,37 +2,45 @@
 #   make demo   build, embed the shipped example and run a query (the main job)
 #   make test   build and run every test, then again under ASan+UBSan (and TSan for
 #               the concurrency tests)
-# Other targets: make (build), make bench, make bench-pipeline, make fuzz, make clean.
+# Other targets: make (build), make bench, make bench-pipeline, make bench-retrieval,
+# make fuzz, make clean.
 # All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS)
+CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS) --output-junit ctest-junit.xml
 
-.PHONY: all deps build test test-release test-asan test-tsan demo bench bench-pipeline fuzz clean
+.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline bench-retrieval fuzz clean
 
 all: build
 
+# Debian packages: `deps` what building and running need (make, make demo), `deps-test`
+# those plus what only the tests need (make test, make fuzz). See tools/deps.sh.
 deps:
-	@tools/deps.sh
+	@tools/deps.sh build
+
+deps-test:
+	@tools/deps.sh test
 
 build: deps
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j$(JOBS)
 
+# ends with the tests each pass skipped and why (tools/skipped.py)
 test: test-release test-asan test-tsan
+	@tools/skipped.py build build-asan build-tsan
 
-test-release: build
+test-release: build deps-test
 	cd build && $(CTEST)
 
-test-asan: deps
+test-asan: deps-test
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_SANITIZE=address,undefined $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST) -LE nosan
 
-test-tsan: deps
+test-tsan: deps-test
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_SANITIZE=thread $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L tsan
@@ -41,14 +49,20 @@ demo: build
 	@tools/demo.sh
 
 bench: build
-	@tools/deps.sh --bench
+	@tools/deps.sh bench
 	@bench/run.sh
 
 bench-pipeline: build
-	@tools/deps.sh --bench
+	@tools/deps.sh bench
 	@bench/pipeline.sh
 
-fuzz: deps
+# retrieval quality per search mode (exit status: lexical >= +10% MRR@10 over plain
+# BM25), then lexical query latency end to end (exit status: p50 within 3x sqlite3's)
+bench-retrieval: build
+	@build/bench/bench_retrieval $(BENCH_ARGS)
+	@build/bench/bench_lexical_latency
+
+fuzz: deps-test
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_FUZZ=ON -DAE_NATIVE=ON >/dev/null
 	@cmake --build build-fuzz -j$(JOBS)
 	@bench/fuzz.sh

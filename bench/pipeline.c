@@ -486,7 +486,7 @@ static int synth_index(const char *db, size_t n) {
 }
 
 static double run_query(const char *bin, const char *db, const char *text) {
-  char *argv[] = {(char *)bin, "query", (char *)text, "--db", (char *)db, "--top", "10", "--format", "json", NULL};
+  char *argv[] = {(char *)bin, "query", (char *)text, "--mode", "vector", "--db", (char *)db, "--top", "10", "--format", "json", NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
@@ -528,7 +528,9 @@ static void usage(FILE *f) {
     "  --bf16            add the informational row 'with, cold, bf16': the full generator with\n"
     "                    the opt-in bf16 precision, on a fresh index of its own\n"
     "  --keep DIR        work in DIR and keep it (index, work files, peer output)\n"
-    "  --data FILE       annotations JSONL (default ../shared/testdata/cpython-stdlib-annotations.jsonl)\n");
+    "  --data FILE       annotations JSONL (default ../shared/testdata/cpython-stdlib-annotations.jsonl)\n"
+    "Exit status: 0 every target PASSes, 3 a target FAILs (cold vs without >= 2.5x, warm vs cold\n"
+    ">= 8x, exact warm hit ratio, peak RSS within the limit, query p95 <= 50 ms), 1 error, 2 usage.\n");
 }
 
 int main(int argc, char **argv) {
@@ -641,8 +643,11 @@ int main(int argc, char **argv) {
   double cold_rate = (double)cold.items / cold.wall_s, warm_rate = (double)warm.items / warm.wall_s;
   double cold_cpu_rate = (double)cold.items / cold.cpu_s;
   printf("\n");
+  /* The verdict is the exit status: 3 when a target FAILs (as bench_encoder), 1 on error. */
+  int failed_targets = 0;
   if (ort.present) {
     double ratio = cold_rate / ((double)ort.row.items / ort.row.wall_s);
+    failed_targets += ratio < 2.5;
     printf("cold / without, original's engine (ONNX Runtime) = %.2fx wall, %.2fx per CPU-second"
            " (target >= 2.5x: issue 5's \"without\" is the original's way) -> %s\n", ratio,
            cold_cpu_rate / ((double)ort.row.items / ort.row.cpu_s), ratio >= 2.5 ? "PASS" : "FAIL");
@@ -650,6 +655,7 @@ int main(int argc, char **argv) {
   double pad_share = 0;
   if (!skip_without) {
     double wr = (double)without.items / without.wall_s, ratio = cold_rate / wr;
+    failed_targets += !ort.present && ratio < 2.5;
     pad_share = without.tokens_padded ? (double)(without.tokens_padded - without.tokens_real) / (double)without.tokens_padded : 0;
     printf("cold / without, astembed's encoder padded = %.2fx wall, %.2fx per CPU-second (%s)   [padding: %zu of %zu tokens run"
            " were [PAD], %.1f%%]\n", ratio, cold_cpu_rate / ((double)without.items / without.cpu_s),
@@ -661,16 +667,21 @@ int main(int argc, char **argv) {
     printf("cold bf16 / cold f32 = %.2fx wall, %.2fx per CPU-second (informational: the targets use f32)\n",
            ((double)cold_bf16.items / cold_bf16.wall_s) / cold_rate,
            ((double)cold_bf16.items / cold_bf16.cpu_s) / cold_cpu_rate);
-  printf("warm / cold    = %.2fx wall, %.2fx per CPU-second (target >= 8x)\n", warm_rate / cold_rate,
-         ((double)warm.items / warm.cpu_s) / ((double)cold.items / cold.cpu_s));
+  failed_targets += warm_rate / cold_rate < 8;
+  printf("warm / cold    = %.2fx wall, %.2fx per CPU-second (target >= 8x) -> %s\n", warm_rate / cold_rate,
+         ((double)warm.items / warm.cpu_s) / ((double)cold.items / cold.cpu_s),
+         warm_rate / cold_rate >= 8 ? "PASS" : "FAIL");
   double want_hr = (double)(g_n - edited) / (double)g_n;
   double got_hr = warm.lookups ? (double)warm.hits / (double)warm.lookups : 0;
+  failed_targets += warm.hits != g_n - edited;
   printf("warm hit ratio = %.6f = %zu/%zu; unchanged share = %.6f -> %s\n", got_hr, warm.hits, warm.lookups,
-         want_hr, warm.hits == g_n - edited ? "exact" : "MISMATCH");
+         want_hr, warm.hits == g_n - edited ? "exact" : "MISMATCH (FAIL)");
+  int within = cold.peak_rss_kb / 1024.0 <= (double)g_memory_limit_mb &&
+               warm.peak_rss_kb / 1024.0 <= (double)g_memory_limit_mb;
+  failed_targets += !within;
   printf("peak RSS: cold %.0f MB, warm %.0f MB; configured memory limit %zu MB -> %s\n",
          cold.peak_rss_kb / 1024.0, warm.peak_rss_kb / 1024.0, g_memory_limit_mb,
-         cold.peak_rss_kb / 1024.0 <= (double)g_memory_limit_mb && warm.peak_rss_kb / 1024.0 <= (double)g_memory_limit_mb
-             ? "within" : "OVER");
+         within ? "within" : "OVER (FAIL)");
   printf("cold breakdown: tokenize %.1f s on its own thread (%.2f%% of the run; %zu of %zu batches "
          "overlapped it, batches waited %.3f s for it), encoder %.1f s, store %.1f s\n",
          cold.tokenize_ms / 1000, 100.0 * cold.tokenize_ms / 1000 / cold.wall_s, cold.overlapped_batches,
@@ -720,12 +731,16 @@ int main(int argc, char **argv) {
       if (ms >= 0) lat[ok++] = ms;
     }
     qsort(lat, ok, sizeof *lat, cmp_d);
-    if (ok)
+    if (ok) {
+      double p95 = lat[(size_t)ceil(0.95 * (double)ok) - 1];
+      failed_targets += p95 > 50;
       printf("\nquery over 100,000 stored vectors, `astembed query` end to end (%zu runs): p50 %.1f ms, p95 %.1f ms"
-             " (target p95 <= 50 ms); first run (builds the snapshot) %.1f ms\n",
-             ok, lat[(ok - 1) / 2], lat[(size_t)ceil(0.95 * (double)ok) - 1], first);
-    else
+             " (target p95 <= 50 ms) -> %s; first run (builds the snapshot) %.1f ms\n",
+             ok, lat[(ok - 1) / 2], p95, p95 <= 50 ? "PASS" : "FAIL", first);
+    } else {
       printf("\nquery: every run failed (see stderr)\n");
+      failed_targets++;
+    }
     free(lat);
   }
   for (size_t i = 0; i < g_n; i++) free(owned[i]);
@@ -742,5 +757,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench: the ONNX Runtime row does not compute the cold run's vectors: is --ort-cmd's .onnx the export of --model?\n");
     return 1;
   }
-  return 0;
+  if (failed_targets) fprintf(stderr, "bench: %d target(s) FAIL\n", failed_targets);
+  return failed_targets ? 3 : 0;
 }

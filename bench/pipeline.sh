@@ -15,7 +15,7 @@
 #   BENCH_PEERS  "ort" (default) or "" to leave out the ONNX Runtime row
 #   BENCH_SEED, BUILD_DIR, SHARED_DIR  as for bench/run.sh
 # The table goes to stdout and build/bench-cache/pipeline-last.txt.
-# Exit status: bench_pipeline's (0 done, 1 error, 2 usage).
+# Exit status: bench_pipeline's (0 every target PASSes, 3 a target FAILs, 1 error, 2 usage).
 set -euo pipefail
 
 # shellcheck source=bench/prepare.sh

@@ -573,9 +573,13 @@ char *ae_clean_code(const char *code, const char *language);
 
 /* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
 
-/* Schema (PRAGMA user_version 1, WAL):
+/* Schema (PRAGMA user_version 3, WAL; files of versions 1 and 2 are upgraded when
+ * opened for writing):
  *   annotations(node_id PK, file_path, start_line, end_line, node_type, language,
- *               signature, summary, snippet, text_hash, updated_at)
+ *               signature, summary, snippet, text_hash, updated_at, lex_id UNIQUE)
+ *   lexical                                -- contentless FTS5 over signature, summary,
+ *                                             snippet, file_path, node_type, keyed by
+ *                                             lex_id, kept in step by triggers
  *   vectors(id, node_id, fingerprint, text_hash, dim, vec float32 blob,
  *           UNIQUE(node_id, fingerprint))  -- current iff text_hash = the annotation's
  *   models(fingerprint PK, name, dir, dim, created_at, last_used_at)
@@ -640,7 +644,11 @@ int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
 typedef struct {
   char *node_id, *file_path, *node_type, *signature, *summary, *snippet;
   int start_line, end_line;
-  float score;
+  float score;            /* vector: cosine; lexical: BM25 relevance (-bm25(), higher is
+                             better); hybrid: the fused RRF score */
+  char *language;
+  int lexical_rank;       /* 1-based rank in the lexical list, 0 = not in it */
+  int vector_rank;        /* 1-based rank in the vector list, 0 = not in it */
 } ae_search_hit;
 
 int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
@@ -796,6 +804,62 @@ char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
 /* Maintenance: cache expiry sweep and flush, optimizer recommendation, malloc_trim. */
 int ae_generator_optimize(ae_generator *g);
 void ae_generator_free(ae_generator *g);
+
+/* ======================================================================== */
+/* Lexical and hybrid search (src/store/lexical.c, src/store/fts_tokenizer.c) */
+/* ======================================================================== */
+
+/* The index keeps an FTS5 table over every annotation (signature, summary, code with
+ * comments, file path, node type) in the same transactions as the vectors, tokenized
+ * for code (identifiers split at camelCase, snake_case, digits and acronyms, the whole
+ * identifier kept as a colocated token, case folded, porter-stemmed). */
+enum {
+  AE_SEARCH_HYBRID = 0,   /* RRF of the lexical and the vector ranking */
+  AE_SEARCH_VECTOR = 1,   /* exact cosine (ae_store_search) */
+  AE_SEARCH_LEXICAL = 2   /* FTS5 bm25() with tuned column weights; needs no model */
+};
+
+typedef struct {
+  int mode;               /* AE_SEARCH_*; default AE_SEARCH_HYBRID */
+  size_t k;               /* results; default 10 */
+  float min_score;        /* cosine floor on vector candidates (vector and hybrid
+                             modes); default -1 (none); lexical mode ignores it */
+  const char *language;   /* NULL or "" = any; else annotations.language equals it */
+  const char *node_type;  /* NULL or "" = any; else annotations.node_type equals it */
+  const char *path_glob;  /* NULL or "" = any; else file_path GLOB it (SQLite GLOB:
+                             case-sensitive, '*' also crosses '/') */
+} ae_search_options;
+
+AE_EXTERN void ae_search_options_default(ae_search_options *o);
+/* "hybrid", "vector" or "lexical" -> AE_SEARCH_* (-1 for anything else) and back. */
+AE_EXTERN int ae_search_mode_parse(const char *name);
+AE_EXTERN const char *ae_search_mode_name(int mode);
+
+/* Searches in o->mode with o's filters. text: the query text (lexical and hybrid
+ * modes; may be NULL in vector mode). fp/query/dim: the model fingerprint and the
+ * query's vector (vector and hybrid modes; may be NULL/0 in lexical mode, which
+ * never needs a model). Hits (ae_search_hits_free) come best first with their
+ * lexical_rank and vector_rank. AE_EINVAL names a missing input; AE_EUNSUPPORTED
+ * when the index has no lexical table (a schema-1/2 file opened read-only: open it
+ * once for writing to upgrade it). */
+AE_EXTERN int ae_store_search_ex(ae_store *s, const ae_search_options *o, const char *text,
+                                 const uint8_t *fp, const float *query, int dim,
+                                 ae_search_hit **hits, size_t *n_hits);
+
+/* The mode a query takes when none is given: AE_SEARCH_HYBRID when the index holds
+ * current vectors of its most recent model and that model's folder is not a
+ * random-weight one (ae_model_is_random), else AE_SEARCH_LEXICAL; AE_SEARCH_VECTOR
+ * when the file has vectors but no lexical index (schema 1/2 opened read-only).
+ * *why (may be NULL) gets a static one-line reason. */
+AE_EXTERN int ae_store_default_mode(ae_store *s, const char **why);
+
+/* 1 when dir was written by ae_model_init_random (it leaves RANDOM-WEIGHTS.txt there),
+ * 0 otherwise. */
+AE_EXTERN int ae_model_is_random(const char *dir);
+
+/* Annotations rows and lexical-index rows: equal whenever no transaction is open
+ * (what tests check after embed, prune and kills). */
+AE_EXTERN int ae_store_lexical_count(ae_store *s, uint64_t *annotations, uint64_t *indexed);
 
 /* ---- Hugging Face Hub: models by name (src/hub) ------------------------------------
  * ORG/NAME[@REV] names a model repository on the Hub (REV: branch, tag or commit;

@@ -9,12 +9,13 @@
 # cache (`astembed model pull`; a 3 s metadata timeout, no retries), else, when the
 # Hub cannot be reached, a RANDOM-WEIGHT model of all-MiniLM-L6-v2's shape written
 # from the config/tokenizer files shipped in examples/model-config. With random
-# weights everything runs for real, but the ranking is meaningless: the demo says so.
+# weights everything runs for real, but a vector ranking would be meaningless, so the
+# query ranks lexically (FTS5 bm25 over a code tokenizer), which needs no model.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/build/astembed"
 model="${ASTEMBED_MODEL:-}"
-query="parse a JSON document from a string"
+query="pack an IPv4 address into bytes"
 work="$root/build/demo"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -49,9 +50,10 @@ if [ -z "$model" ]; then
  pretrained all-MiniLM-L6-v2 could not be pulled from the Hugging Face
  Hub (the error is above). This demo uses a
  RANDOM-WEIGHT model with all-MiniLM-L6-v2's shape ($model).
- Embedding, storage and search all run for real, but the search RESULTS
- ARE MEANINGLESS. Point ASTEMBED_MODEL at a real all-MiniLM-L6-v2 folder
- (config.json, model.safetensors, tokenizer files) for real results.
+ Embedding and storage run for real, but its VECTORS ARE MEANINGLESS, so
+ the query below ranks LEXICALLY (words and identifiers, no model). Point
+ ASTEMBED_MODEL at a real all-MiniLM-L6-v2 folder (config.json,
+ model.safetensors, tokenizer files) for hybrid (lexical + vector) search.
 ==========================================================================
 MSG
 fi
@@ -67,5 +69,5 @@ echo "+ astembed stats --db $db"
 "$bin" stats --db "$db"
 if [ "$random" = 1 ]; then
   echo
-  echo "(random-weight model: the ranking above is NOT meaningful; see the note at the top)"
+  echo "(random-weight model: the ranking above is lexical; --mode vector would be meaningless)"
 fi

@@ -28,7 +28,7 @@ static void usage(FILE *f) {
     "usage: astembed embed [--input FILE.jsonl | --annotations-db FILE] [--db PATH]\n"
     "                      [--model DIR] [--config FILE] [--preset production|development]\n"
     "                      [--threads N] [--precision f32|bf16] [--dry-run] [--force]\n"
-    "                      [--prune] [--json]\n"
+    "                      [--prune] [--json] [--lexical-only]\n"
     "                      [--log-level error|warn|info|debug] [--no-progress]\n\n"
     "Embeds code annotations and stores the vectors in the index database\n"
     "(default .astembed/index.db). Input: JSONL records {nodeId, signature, summary,\n"
@@ -47,6 +47,7 @@ static void usage(FILE *f) {
     "  --dry-run          report what would be embedded; write nothing\n"
     "  --force            re-embed everything, ignoring cached and stored vectors\n"
     "  --prune            delete stored nodes of the input's files that the input no longer has\n"
+    "  --lexical-only     index the annotations for lexical search only: no model, no vectors\n"
     "  --json             print the summary (with the metrics) as JSON on stdout\n"
     "  --log-level L      stderr log lines: error, warn, info (default), debug\n"
     "  --no-progress      no progress bar even on a terminal\n");
@@ -133,7 +134,7 @@ static void on_sigint(int sig) {
 typedef struct {
   const char *input, *annotations_db, *db, *model, *config, *preset;
   int precision;        /* -1 = the config's model.precision, else AE_PRECISION_* */
-  int threads, dry_run, force, prune, json, log_level, progress;
+  int threads, dry_run, force, prune, json, log_level, progress, lexical_only;
 } opts;
 
 static int parse_level(const char *s) {
@@ -155,6 +156,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--dry-run")) o->dry_run = 1;
     else if (!strcmp(a, "--force")) o->force = 1;
     else if (!strcmp(a, "--prune")) o->prune = 1;
+    else if (!strcmp(a, "--lexical-only")) o->lexical_only = 1;
     else if (!strcmp(a, "--json")) o->json = 1;
     else if (!strcmp(a, "--no-progress")) o->progress = 0;
     else if (!strcmp(a, "--offline")) cli_offline = 1;
@@ -184,6 +186,10 @@ static int parse(int argc, char **argv, opts *o) {
     fprintf(stderr, "astembed embed: give exactly one of --input FILE.jsonl or --annotations-db FILE\n");
     return CLI_USAGE;
   }
+  if (o->lexical_only && (o->model || o->precision >= 0 || o->force)) {
+    fprintf(stderr, "astembed embed: --lexical-only uses no model (drop --model, --precision, --force)\n");
+    return CLI_USAGE;
+  }
   if (o->preset && strcmp(o->preset, "production") && strcmp(o->preset, "development")) {
     fprintf(stderr, "astembed embed: bad --preset '%s' (production or development)\n", o->preset);
     return CLI_USAGE;
@@ -200,8 +206,10 @@ static uint64_t peak_rss(void) {
 /* ---- dry run --------------------------------------------------------------------------- */
 
 /* What a run would do: texts built, tokens counted, stored vectors checked; nothing is
- * written and the encoder never runs. */
-static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n) {
+ * written and the encoder never runs. Exits 1, as a run would, when input records were
+ * rejected (rejected) or give no text. */
+static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annotation *items, size_t n,
+                   size_t rejected) {
   /* a dry run only tokenizes: no need to reorder the weights */
   ae_encoder_options eo = {.threads = cfg->model.threads, .max_length = cfg->model.max_length,
                            .prepack = AE_PREPACK_OFF, .cache_dir = cli_load_cache_dir(),
@@ -243,7 +251,7 @@ static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annot
            " %zu without text\n", n, stored, todo, tokens, truncated, ae_encoder_max_length(enc), bad);
   ae_store_close(st);
   ae_encoder_free(enc);
-  return CLI_OK;
+  return bad || rejected ? CLI_FAIL : CLI_OK;
 }
 
 /* ---- run -------------------------------------------------------------------------------- */
@@ -255,6 +263,86 @@ static int random_weights(const char *dir) {
   return r;
 }
 
+/* --lexical-only: annotation rows (and so the lexical index, which the store keeps in
+ * step) without a model; LEXICAL_TX items per transaction. The text hash is the one
+ * an embed with the default text options computes, so a later embed with a model
+ * finds the rows unchanged and adds only the vectors. */
+#define LEXICAL_TX 512
+static int embed_lexical_only(const opts *o, const ae_annotation *items, size_t n, size_t rejected) {
+  double t0 = now_s();
+  ae_store *st;
+  int rc = ae_store_open(o->db, 0, &st);
+  if (rc) return cli_fail("opening the index", rc);
+  ae_text_options to;
+  ae_text_options_default(&to);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, &old);
+  size_t indexed = 0, failed = 0, done = 0;
+  for (size_t s = 0; s < n && !rc && !g_interrupted; s += LEXICAL_TX) {
+    size_t m = n - s < LEXICAL_TX ? n - s : LEXICAL_TX, ok = 0;
+    if ((rc = ae_store_begin(st))) break;
+    for (size_t i = s; i < s + m && !rc; i++) {
+      char *text; size_t len;
+      if (ae_annotation_text(&items[i], &to, &text, &len, NULL)) {
+        if (failed++ < 20 && o->log_level >= AE_LOG_WARN)
+          fprintf(stderr, "astembed: warn: %s: %s\n", items[i].node_id, ae_last_error());
+        continue;
+      }
+      uint8_t h[16];
+      ae_text_hash(text, len, h);
+      ae_free(text);
+      rc = ae_store_put(st, &items[i], h, NULL, NULL, 0, -1);
+      ok++;
+    }
+    if (!rc) rc = ae_store_commit(st);
+    else ae_store_rollback(st);
+    if (!rc) { indexed += ok; done = s + m; }
+  }
+  size_t pruned = 0;
+  if (!rc && o->prune && !g_interrupted) rc = ae_store_prune(st, items, n, &pruned);
+  sigaction(SIGINT, &old, NULL);
+  if (rc) {
+    int code = cli_fail("indexing", rc);
+    ae_store_close(st);
+    return code;
+  }
+  uint64_t ann = 0, lex = 0;
+  rc = ae_store_lexical_count(st, &ann, &lex);
+  ae_store_close(st);
+  if (rc) return cli_fail("checking the lexical index", rc);
+  double secs = now_s() - t0;
+  if (o->json)
+    printf("{\"items\": %zu, \"indexed\": %zu, \"failed\": %zu, \"rejected\": %zu, \"notReached\": %zu,"
+           " \"pruned\": %zu, \"lexicalRows\": %llu, \"seconds\": %.3f, \"db\": \"%s\"}\n", n + rejected, indexed,
+           failed, rejected, n - done, pruned, (unsigned long long)lex, secs, o->db);
+  else
+    fprintf(stderr, "%s: %zu items: %zu indexed for lexical search (no model), %zu failed, %zu rejected%s"
+            " in %.2f s; the index holds %llu annotations -> %s\n", g_interrupted ? "interrupted" : "done",
+            n + rejected, indexed, failed, rejected, o->prune ? ", pruned" : "", secs,
+            (unsigned long long)lex, o->db);
+  return g_interrupted ? 130 : failed || rejected ? CLI_FAIL : CLI_OK;
+}
+
+static int cmd_embed_lexical(const opts *o) {
+  ui u;
+  memset(&u, 0, sizeof u);
+  u.level = o->log_level;
+  ae_annotation_set *set;
+  int rc = o->input ? ae_annotations_load_jsonl(o->input, on_input_error, &u, &set)
+                    : ae_annotations_load_db(o->annotations_db, on_input_error, &u, &set);
+  if (rc) return cli_fail("reading annotations", rc);
+  if (o->dry_run) {
+    printf("dry run: %zu items would be indexed for lexical search (no model)\n", ae_annotation_set_count(set));
+    rc = CLI_OK;
+  } else
+    rc = embed_lexical_only(o, ae_annotation_set_items(set), ae_annotation_set_count(set),
+                            ae_annotation_set_rejected(set));
+  ae_annotation_set_free(set);
+  return rc;
+}
+
 int cmd_embed(int argc, char **argv) {
   opts o;
   int rc = parse(argc, argv, &o);
@@ -263,6 +351,7 @@ int cmd_embed(int argc, char **argv) {
   ae_generator_config_default(&cfg);
   if (o.preset && (rc = ae_generator_config_preset(&cfg, o.preset))) return cli_fail("--preset", rc);
   if (o.config && (rc = ae_generator_config_load_file(&cfg, o.config))) return cli_fail("--config", rc);
+  if (o.lexical_only) return cmd_embed_lexical(&o);
   const char *model = o.model ? o.model : cfg.model.path[0] ? cfg.model.path : cli_default_model();
   if (!model) {
     fprintf(stderr, "astembed embed: no model folder: give --model DIR or set ASTEMBED_MODEL\n");
@@ -294,20 +383,30 @@ int cmd_embed(int argc, char **argv) {
     fprintf(stderr, "astembed: note: %s has RANDOM weights (made by 'astembed model init-random'):"
                     " the vectors carry no meaning\n", cfg.model.path);
   if (o.dry_run) {
-    rc = dry_run(&o, &cfg, items, n);
+    rc = dry_run(&o, &cfg, items, n, rejected);
     ae_annotation_set_free(set);
     return rc;
   }
 
+  /* Nothing is written before the work can start: the model loads (generator init)
+   * before the index is opened, which creates it and its folder. Only a store-only
+   * generator (model disabled) needs the index to start, and opens it first. */
   ae_store *store = NULL;
   ae_generator *g = NULL;
-  if ((rc = ae_store_open(o.db, 0, &store))) { ae_annotation_set_free(set); return cli_fail("opening the index", rc); }
-  if ((rc = ae_generator_new(&cfg, &g)) || (rc = ae_generator_set_store(g, store))) goto fail;
+  const char *stage = "opening the index";
+  int store_first = !cfg.model.enabled;
+  if (store_first && (rc = ae_store_open(o.db, 0, &store))) goto fail;
+  stage = "starting the generator";
+  if ((rc = ae_generator_new(&cfg, &g)) || (store && (rc = ae_generator_set_store(g, store)))) goto fail;
   ae_generator_set_force(g, o.force);
   if ((rc = ae_generator_set_load_cache_dir(g, cli_load_cache_dir()))) goto fail;
   ae_generator_set_log(g, on_log, &u, o.log_level);
   ae_generator_set_progress(g, on_progress, &u);
   if ((rc = ae_generator_init(g))) goto fail;
+  if (!store_first) {
+    stage = "opening the index";
+    if ((rc = ae_store_open(o.db, 0, &store)) || (rc = ae_generator_set_store(g, store))) goto fail;
+  }
 
   g_gen = g;
   struct sigaction sa, old;
@@ -400,10 +499,11 @@ int cmd_embed(int argc, char **argv) {
   ae_annotation_set_free(set);
   if (g_interrupted) return 130;
   if (run_rc && run_rc != AE_EINTR) return cli_fail("embedding", run_rc);
-  return CLI_OK;
+  /* one bad record never sinks the batch, but the run says it was not clean */
+  return failed || rejected ? CLI_FAIL : CLI_OK;
 fail:
   {
-    int code = cli_fail("starting the generator", rc);
+    int code = cli_fail(stage, rc);
     ae_generator_free(g);
     ae_store_close(store);
     ae_annotation_set_free(set);

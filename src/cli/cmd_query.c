@@ -1,8 +1,12 @@
-/* astembed query: semantic search over the index.
+/* astembed query: lexical, vector or hybrid search over the index.
  *
- * The query text is embedded with the model the index was built with (recorded in
- * the database, so no --model is needed), then scored against every stored vector of
- * that model by exact cosine (one GEMV over a contiguous matrix, see src/store).
+ * Vector and hybrid: the query text is embedded with the model the index was built
+ * with (recorded in the database, so no --model is needed), then scored against every
+ * stored vector of that model by exact cosine (one GEMV over a contiguous matrix, see
+ * src/store); hybrid fuses that ranking with the lexical one (RRF). Lexical: FTS5
+ * bm25() over the code tokenizer's index; the model is never loaded. Without --mode,
+ * the index decides (ae_store_default_mode): hybrid with a real model's vectors,
+ * lexical when it holds none or only a random-weight model's.
  *
  * Precision: an index embedded with --precision bf16 holds its vectors under the
  * bf16 fingerprint. Unless --precision is given, the query takes the precision
@@ -23,16 +27,25 @@ static void usage(FILE *f) {
   fprintf(f,
     "usage: astembed query \"TEXT\" [--db PATH] [--model DIR] [--top K] [--min-score S]\n"
     "                      [--format plain|json|markdown] [--lines N] [--threads N]\n"
-    "                      [--precision f32|bf16]\n\n"
-    "Finds the stored annotations closest in meaning to TEXT (exact cosine similarity\n"
-    "over every vector of the model in the index).\n\n"
+    "                      [--precision f32|bf16] [--mode hybrid|vector|lexical]\n"
+    "                      [--lang L] [--type T] [--path GLOB]\n\n"
+    "Finds the stored annotations that best match TEXT: by words and identifiers\n"
+    "(lexical: FTS5 bm25 over a code-aware tokenizer), by meaning (vector: exact cosine\n"
+    "similarity over every vector of the model in the index), or both fused (hybrid).\n\n"
+    "  --mode M           hybrid, vector or lexical (default: hybrid when the index holds\n"
+    "                     vectors of a real model; lexical when it holds none or only\n"
+    "                     those of a random-weight model). Lexical never loads a model\n"
+    "  --lang L           only annotations of language L (e.g. python)\n"
+    "  --type T           only annotations of node type T (e.g. function, class)\n"
+    "  --path GLOB        only files matching GLOB (SQLite GLOB: '*' also crosses '/')\n"
     "  --db PATH          index database (default .astembed/index.db)\n"
     "  --model DIR        model folder (default: the one the index was built with,\n"
     "                     else $ASTEMBED_MODEL), or ORG/NAME[@REV] of the Hugging Face\n"
     "                     Hub, pulled when missing\n"
     "  --offline          no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --top K            results (default 10)\n"
-    "  --min-score S      drop results below this cosine similarity (default -1)\n"
+    "  --min-score S      drop vector candidates below this cosine similarity (default -1;\n"
+    "                     vector and hybrid modes)\n"
     "  --format F         plain (default), json or markdown\n"
     "  --lines N          snippet lines shown per result (default 3)\n"
     "  --threads N        encoder threads (default 1: one short text)\n"
@@ -50,6 +63,8 @@ enum { FMT_PLAIN, FMT_JSON, FMT_MD };
 typedef struct {
   const char *text, *db, *model;
   const char *precision;   /* NULL = the recorded one */
+  const char *lang, *type, *path_glob;
+  int mode;                /* -1 = the index's default */
   long top, lines;
   double min_score;
   int format, threads, timing, no_load_cache;
@@ -74,6 +89,7 @@ static int parse(int argc, char **argv, qopts *o) {
   o->lines = 3;
   o->min_score = -1;
   o->threads = 1;
+  o->mode = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     double v;
@@ -90,6 +106,15 @@ static int parse(int argc, char **argv, qopts *o) {
     const char *val = argv[++i];
     if (!strcmp(a, "--db")) o->db = val;
     else if (!strcmp(a, "--model")) o->model = val;
+    else if (!strcmp(a, "--lang")) o->lang = val;
+    else if (!strcmp(a, "--type")) o->type = val;
+    else if (!strcmp(a, "--path")) o->path_glob = val;
+    else if (!strcmp(a, "--mode")) {
+      if ((o->mode = ae_search_mode_parse(val)) < 0) {
+        fprintf(stderr, "astembed query: bad --mode '%s' (hybrid, vector, lexical)\n", val);
+        return CLI_USAGE;
+      }
+    }
     else if (!strcmp(a, "--precision")) {
       if (cli_parse_precision("query", val) < 0) return CLI_USAGE;
       o->precision = val;
@@ -132,7 +157,11 @@ static void print_plain(const qopts *o, const ae_search_hit *h, size_t n) {
   for (size_t i = 0; i < n; i++) {
     printf("%2zu. %.4f  %s:%d", i + 1, h[i].score, h[i].file_path, h[i].start_line);
     if (h[i].end_line > h[i].start_line) printf("-%d", h[i].end_line);
-    printf("  %s\n     %s\n", h[i].node_type, *h[i].signature ? h[i].signature : h[i].node_id);
+    printf("  %s", h[i].node_type);
+    if (h[i].lexical_rank && h[i].vector_rank) printf("  (lexical #%d, vector #%d)", h[i].lexical_rank, h[i].vector_rank);
+    else if (o->mode == AE_SEARCH_HYBRID) printf("  (%s #%d only)", h[i].lexical_rank ? "lexical" : "vector",
+                                                  h[i].lexical_rank ? h[i].lexical_rank : h[i].vector_rank);
+    printf("\n     %s\n", *h[i].signature ? h[i].signature : h[i].node_id);
     snippet_lines(h[i].snippet, o->lines, emit_plain, NULL);
   }
 }
@@ -151,19 +180,25 @@ static void print_md(const qopts *o, const ae_search_hit *h, size_t n, const cha
   }
 }
 
+static json_t *rank_or_null(int r) { return r ? json_integer(r) : json_null(); }
+
 static void print_json(const qopts *o, const ae_search_hit *h, size_t n, const char *model) {
   json_t *root = json_object(), *arr = json_array();
   json_object_set_new(root, "query", json_string(o->text));
-  json_object_set_new(root, "model", json_string(model));
+  json_object_set_new(root, "mode", json_string(ae_search_mode_name(o->mode)));
+  json_object_set_new(root, "model", model ? json_string(model) : json_null());
   for (size_t i = 0; i < n; i++) {
     json_t *r = json_object(), *lines = json_array();
     json_object_set_new(r, "rank", json_integer((json_int_t)i + 1));
     json_object_set_new(r, "score", json_real(h[i].score));
+    json_object_set_new(r, "lexicalRank", rank_or_null(h[i].lexical_rank));
+    json_object_set_new(r, "vectorRank", rank_or_null(h[i].vector_rank));
     json_object_set_new(r, "nodeId", json_string(h[i].node_id));
     json_object_set_new(r, "file", json_string(h[i].file_path));
     json_object_set_new(r, "startLine", json_integer(h[i].start_line));
     json_object_set_new(r, "endLine", json_integer(h[i].end_line));
     json_object_set_new(r, "nodeType", json_string(h[i].node_type));
+    json_object_set_new(r, "language", json_string(h[i].language));
     json_object_set_new(r, "signature", json_string(h[i].signature));
     json_object_set_new(r, "summary", json_string(h[i].summary));
     snippet_lines(h[i].snippet, o->lines, emit_json, lines);
@@ -176,6 +211,38 @@ static void print_json(const qopts *o, const ae_search_hit *h, size_t n, const c
   json_decref(root);
 }
 
+static void print_hits(const qopts *o, const ae_search_hit *hits, size_t nh, const char *model) {
+  if (o->format == FMT_JSON) print_json(o, hits, nh, model);
+  else if (o->format == FMT_MD) print_md(o, hits, nh, "");
+  else print_plain(o, hits, nh);
+}
+
+static void search_options(const qopts *o, ae_search_options *so) {
+  ae_search_options_default(so);
+  so->mode = o->mode;
+  so->k = (size_t)o->top;
+  so->min_score = (float)o->min_score;
+  so->language = o->lang;
+  so->node_type = o->type;
+  so->path_glob = o->path_glob;
+}
+
+/* Lexical mode: the store alone, no model. */
+static int query_lexical(const qopts *o, ae_store *st, double t0) {
+  ae_search_options so;
+  search_options(o, &so);
+  ae_search_hit *hits = NULL;
+  size_t nh = 0;
+  int rc = ae_store_search_ex(st, &so, o->text, NULL, NULL, 0, &hits, &nh);
+  double t_search = ae__now_ms();
+  if (rc) return cli_fail("searching", rc);
+  print_hits(o, hits, nh, NULL);
+  if (o->timing)
+    fprintf(stderr, "timing: open + lexical search %.1f ms, print %.1f ms, total %.1f ms\n", t_search - t0, ae__now_ms() - t_search, ae__now_ms() - t0);
+  ae_search_hits_free(hits, nh);
+  return CLI_OK;
+}
+
 int cmd_query(int argc, char **argv) {
   qopts o;
   int rc = parse(argc, argv, &o);
@@ -183,6 +250,16 @@ int cmd_query(int argc, char **argv) {
   double t0 = ae__now_ms();
   ae_store *st;
   if ((rc = ae_store_open(o.db, 1, &st))) return cli_fail("opening the index", rc);
+  if (o.mode < 0) {
+    const char *why;
+    o.mode = ae_store_default_mode(st, &why);
+    fprintf(stderr, "astembed: %s (--mode to choose)\n", why);
+  }
+  if (o.mode == AE_SEARCH_LEXICAL) {
+    rc = query_lexical(&o, st, t0);
+    ae_store_close(st);
+    return rc;
+  }
   char *recorded = NULL;
   uint8_t fp_rec[16];
   int dim_rec = 0;
@@ -191,7 +268,8 @@ int cmd_query(int argc, char **argv) {
   if (!model) {
     ae_free(recorded);
     ae_store_close(st);
-    fprintf(stderr, "astembed query: %s records no model and no --model or ASTEMBED_MODEL was given\n", o.db);
+    fprintf(stderr, "astembed query: %s records no model and no --model or ASTEMBED_MODEL was given"
+                    " (--mode lexical needs none)\n", o.db);
     return CLI_USAGE;
   }
   char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
@@ -212,10 +290,8 @@ int cmd_query(int argc, char **argv) {
     return cli_fail("loading the model", rc);
   }
   double t_load = ae__now_ms();
-  char *marker = ae__path_join(model, "RANDOM-WEIGHTS.txt");
-  if (marker && ae__file_exists(marker))
-    fprintf(stderr, "astembed: note: %s has RANDOM weights: the ranking below carries no meaning\n", model);
-  ae__free(marker);
+  if (ae_model_is_random(model))
+    fprintf(stderr, "astembed: note: %s has RANDOM weights: the vector ranking carries no meaning\n", model);
   uint8_t fp[16];
   ae_encoder_fingerprint(enc, fp);
   if (!o.precision && have_rec && memcmp(fp, fp_rec, 16)) {
@@ -237,7 +313,9 @@ int cmd_query(int argc, char **argv) {
   size_t rows = 0;
   if (!rc && o.timing) rc = ae_store_matrix_rows(st, fp, &rows);
   double t_matrix = ae__now_ms();
-  if (!rc) rc = ae_store_search(st, fp, q, dim, (size_t)o.top, (float)o.min_score, &hits, &nh);
+  ae_search_options so;
+  search_options(&o, &so);
+  if (!rc) rc = ae_store_search_ex(st, &so, o.text, fp, q, dim, &hits, &nh);
   double t_search = ae__now_ms();
   if (rc) {
     int code = cli_fail("searching", rc);
@@ -248,13 +326,12 @@ int cmd_query(int argc, char **argv) {
     ae_store_close(st);
     return code;
   }
-  if (o.format == FMT_JSON) print_json(&o, hits, nh, model);
-  else if (o.format == FMT_MD) print_md(&o, hits, nh, "");
-  else print_plain(&o, hits, nh);
+  print_hits(&o, hits, nh, model);
   if (o.timing)
     fprintf(stderr, "timing: open+model load %.1f ms, embed query %.1f ms, load %zu vectors %.1f ms,"
-            " score+top-%ld %.1f ms, print %.1f ms, total %.1f ms\n", t_load - t0, t_embed - t_load, rows,
-            t_matrix - t_embed, o.top, t_search - t_matrix, ae__now_ms() - t_search, ae__now_ms() - t0);
+            " %s search top-%ld %.1f ms, print %.1f ms, total %.1f ms\n", t_load - t0, t_embed - t_load, rows,
+            t_matrix - t_embed, ae_search_mode_name(o.mode), o.top, t_search - t_matrix,
+            ae__now_ms() - t_search, ae__now_ms() - t0);
   ae_search_hits_free(hits, nh);
   ae__free(q);
   ae_encoder_free(enc);

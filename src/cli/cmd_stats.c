@@ -17,13 +17,15 @@ static void usage(FILE *f) {
 typedef struct {
   ae_store *st;
   json_t *models;
+  int rc; /* the first error of a per-model count */
 } ctx;
 
 static void on_model(void *ud, const uint8_t fp[16], const char *name, const char *dir, int dim,
                      int64_t last_used) {
   ctx *c = ud;
   ae_store_stats s;
-  ae_store_stats_get(c->st, fp, &s);
+  int rc = ae_store_stats_get(c->st, fp, &s);
+  if (rc) { if (!c->rc) c->rc = rc; return; }
   char hex[33];
   for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
   json_t *m = json_object();
@@ -55,11 +57,18 @@ int cmd_stats(int argc, char **argv) {
   ae_store *st;
   int rc = ae_store_open(db, 1, &st);
   if (rc) return cli_fail("opening the index", rc);
+  /* a locked, corrupt or unreadable database is an error (exit 1), never zeros */
   ae_store_stats s;
-  ae_store_stats_get(st, NULL, &s);
-  ctx c = {st, json_array()};
-  rc = ae_store_list_models(st, on_model, &c);
-  if (rc) { json_decref(c.models); ae_store_close(st); return cli_fail("reading the index", rc); }
+  ctx c = {st, json_array(), AE_OK};
+  rc = ae_store_stats_get(st, NULL, &s);
+  if (!rc) rc = ae_store_list_models(st, on_model, &c);
+  if (!rc) rc = c.rc;
+  if (rc) {
+    int code = cli_fail("reading the index", rc);
+    json_decref(c.models);
+    ae_store_close(st);
+    return code;
+  }
   size_t i;
   json_t *m;
   if (json) {

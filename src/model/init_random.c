@@ -8,9 +8,12 @@
 #include "model/safetensors.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,6 +378,78 @@ static int apply_overrides(ae__bert_config *c, const ae__init_random_options *o,
   return AE_OK;
 }
 
+/* RANDOM-WEIGHTS.txt: how every later reader (query's default mode, embed's note)
+ * knows these weights mean nothing. Written last into the temporary folder, which is
+ * renamed into place whole. */
+#define RANDOM_MARKER "RANDOM-WEIGHTS.txt"
+static int write_random_marker(const char *out) {
+  static const char text[] = "astembed model init-random wrote this folder: its weights are random,"
+                             " not pretrained. Searches rank lexically by default.\n";
+  char *p = ae__path_join(out, RANDOM_MARKER);
+  int rc = p ? write_atomic(p, text, sizeof text - 1) : ae__error(AE_ENOMEM, "out of memory");
+  ae__free(p);
+  return rc;
+}
+
+int ae_model_is_random(const char *dir) {
+  if (!dir || !*dir) return 0;
+  char *p = ae__path_join(dir, RANDOM_MARKER);
+  int r = p && ae__file_exists(p);
+  ae__free(p);
+  return r;
+}
+
+/* ---- placing the folder -------------------------------------------------------- */
+
+/* The folder is written whole into a temporary folder beside out (same filesystem) and
+ * renamed into place at the end: a failure leaves nothing behind, and a reader never
+ * sees half a model. out may be missing, an empty folder (rename replaces it), or a
+ * model folder (config.json), which is replaced as a whole: exchanged with the new one
+ * (renameat2 RENAME_EXCHANGE, or two renames where the filesystem lacks it), then
+ * removed. A loader that still maps the old weights keeps its unlinked file. Any other
+ * existing path is refused, so no foreign file is ever removed. */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *f) {
+  (void)st; (void)flag; (void)f;
+  return remove(path) ? -1 : 0;
+}
+static void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+static int place_folder(const char *tmp, const char *out) {
+  if (rename(tmp, out) == 0) return AE_OK;
+  if (errno != ENOTEMPTY && errno != EEXIST)
+    return ae__error(AE_EIO, "init-random: %s: cannot put the new folder in place: %s", out, strerror(errno));
+  char *cfg = ae__path_join(out, "config.json");
+  int is_model = cfg && ae__file_exists(cfg);
+  ae__free(cfg);
+  if (!is_model)
+    return ae__error(AE_EINVAL, "init-random: %s exists and holds no model (no config.json): not replaced", out);
+  if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out, RENAME_EXCHANGE) == 0) {
+    remove_tree(tmp); /* the old folder, now at tmp */
+    return AE_OK;
+  }
+  char old[PATH_MAX + 8];
+  snprintf(old, sizeof old, "%s.old", tmp);
+  if (rename(out, old) != 0)
+    return ae__error(AE_EIO, "init-random: %s: cannot move the old folder aside: %s", out, strerror(errno));
+  if (rename(tmp, out) != 0) {
+    int e = errno;
+    if (rename(old, out)) {}
+    return ae__error(AE_EIO, "init-random: %s: cannot put the new folder in place: %s", out, strerror(e));
+  }
+  remove_tree(old);
+  return AE_OK;
+}
+
+static int write_folder(const char *like, const char *out, const char *text, size_t len,
+                        const ae__bert_config *lc, const ae__bert_config *c,
+                        const ae__init_random_options *o, int dtype) {
+  int rc = write_config(like, out, text, len, o);
+  if (rc == AE_OK) rc = write_side_files(like, out, lc, c, o);
+  if (rc == AE_OK) rc = write_weights(out, c, o, dtype);
+  if (rc == AE_OK) rc = write_random_marker(out);
+  return rc;
+}
+
 int ae__model_init_random_ex(const char *like, const char *out, const ae__init_random_options *o) {
   if (!like || !*like || !out || !*out) return ae__error(AE_EINVAL, "init-random: empty folder path");
   const char *dt = o->dtype ? o->dtype : "F32";
@@ -389,12 +464,39 @@ int ae__model_init_random_ex(const char *like, const char *out, const ae__init_r
   if (rc == AE_OK) rc = ae__bert_config_parse(text, len, cfg_path, &lc);
   c = lc;
   if (rc == AE_OK) rc = apply_overrides(&c, o, out);
-  if (rc == AE_OK) rc = mkdir_p(out);
   if (rc == AE_OK && same_dir(like, out))
     rc = ae__error(AE_EINVAL, "init-random: output folder %s is the --like folder", out);
-  if (rc == AE_OK) rc = write_config(like, out, text, len, o);
-  if (rc == AE_OK) rc = write_side_files(like, out, &lc, &c, o);
-  if (rc == AE_OK) rc = write_weights(out, &c, o, dtype);
+  /* the temporary folder: "<out>.tmp.<pid>.<n>" beside out; out's parents are made first */
+  char tmp[PATH_MAX], parent[PATH_MAX];
+  size_t ol = strlen(out);
+  while (ol > 1 && out[ol - 1] == '/') ol--;
+  if (rc == AE_OK && ol + 16 >= sizeof tmp) rc = ae__error(AE_EINVAL, "init-random: %s: path too long", out);
+  if (rc == AE_OK) {
+    snprintf(parent, sizeof parent, "%.*s", (int)ol, out);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+      *slash = 0;
+      rc = mkdir_p(parent);
+    }
+  }
+  if (rc == AE_OK) {
+    static atomic_uint seq;
+    int made = 0;
+    for (int i = 0; i < 100 && !made; i++) {
+      snprintf(tmp, sizeof tmp, "%.*s.tmp.%ld.%u", (int)ol, out, (long)getpid(), atomic_fetch_add(&seq, 1));
+      made = mkdir(tmp, 0777) == 0; /* the umask applies, as to any folder the user makes */
+      if (!made && errno != EEXIST) break;
+    }
+    if (!made) rc = ae__error(AE_EIO, "init-random: %s: mkdir: %s", tmp, strerror(errno));
+    else {
+      rc = write_folder(like, tmp, text, len, &lc, &c, o, dtype);
+      if (rc == AE_OK) {
+        snprintf(parent, sizeof parent, "%.*s", (int)ol, out);
+        rc = place_folder(tmp, parent);
+      }
+      if (rc != AE_OK) remove_tree(tmp);
+    }
+  }
   ae__free(cfg_path);
   ae__free(text);
   return rc;

@@ -274,74 +274,74 @@ static size_t top_k(const float *scores, size_t n, size_t k, float min_score, sc
   return len;
 }
 
-/* One prepared statement serves every hit of a search (reset between rows). */
-static int fill_hit(sqlite3_stmt *st, int64_t id, ae_search_hit *h) {
-  sqlite3_reset(st);
-  sqlite3_bind_int64(st, 1, id);
-  int rc = sqlite3_step(st) == SQLITE_ROW ? AE_OK : AE_ENOTFOUND;
-  if (!rc) {
-    char **f[] = {&h->node_id, &h->file_path, &h->node_type, &h->signature, &h->summary, &h->snippet};
-    for (int i = 0; i < 6; i++) {
-      const char *t = (const char *)sqlite3_column_text(st, i);
-      *f[i] = ae__strdup(t ? t : "");
-      if (!*f[i]) rc = AE_ENOMEM;
+/* Rows of m allowed by the filters: a byte per row, from the ids of the model's
+ * current vectors whose annotation passes (m->ids is ascending: binary search). */
+static int filter_rows(ae_store *s, const ae__matrix *m, const ae_search_options *o,
+                       unsigned char **allow) {
+  *allow = NULL;
+  if (!ae__search_filtered(o)) return AE_OK;
+  unsigned char *a = ae__calloc(m->n ? m->n : 1, 1);
+  if (!a) return ae__error(AE_ENOMEM, "out of memory filtering %zu vectors", m->n);
+  sqlite3_stmt *st;
+  const char *sql = "SELECT v.id FROM vectors v JOIN annotations a"
+                    " ON a.node_id = v.node_id AND a.text_hash = v.text_hash"
+                    " WHERE v.fingerprint = ?1" AE__SEARCH_FILTER_SQL;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    ae__free(a);
+    return ae__store_dberr(s, "filtering vectors");
+  }
+  sqlite3_bind_blob(st, 1, m->fp, 16, SQLITE_STATIC);
+  ae__search_bind_filters(st, o);
+  int step;
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    int64_t id = sqlite3_column_int64(st, 0);
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (m->ids[mid] < id) lo = mid + 1; else hi = mid;
     }
-    h->start_line = sqlite3_column_int(st, 6);
-    h->end_line = sqlite3_column_int(st, 7);
+    if (lo < m->n && m->ids[lo] == id) a[lo] = 1;
   }
-  return rc;
+  sqlite3_finalize(st);
+  if (step != SQLITE_DONE) { ae__free(a); return ae__store_dberr(s, "filtering vectors"); }
+  *allow = a;
+  return AE_OK;
 }
 
-void ae_search_hits_free(ae_search_hit *hits, size_t n) {
-  if (!hits) return;
-  for (size_t i = 0; i < n; i++) {
-    ae__free(hits[i].node_id); ae__free(hits[i].file_path); ae__free(hits[i].node_type);
-    ae__free(hits[i].signature); ae__free(hits[i].summary); ae__free(hits[i].snippet);
-  }
-  ae__free(hits);
-}
-
-int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
-                    size_t k, float min_score, ae_search_hit **hits, size_t *n_hits) {
-  *hits = NULL;
-  *n_hits = 0;
+int ae__store_vector_top(ae_store *s, const uint8_t fp[16], const float *query, int dim,
+                         size_t k, const ae_search_options *o, ae__cand **out, size_t *n_out) {
+  *out = NULL;
+  *n_out = 0;
   const ae__matrix *m;
   int rc = ae__store_matrix(s, fp, &m);
   if (rc) return rc;
   if (m->dim != dim)
     return ae__error(AE_EMISMATCH, "%s: query has %d dimensions, stored vectors %d", s->path, dim, m->dim);
   if (m->n == 0 || k == 0) return AE_OK;
+  unsigned char *allow = NULL;
+  if ((rc = filter_rows(s, m, o, &allow))) return rc;
   float *q = ae__malloc((size_t)dim * sizeof(float));
   float *scores = ae__malloc(m->n * sizeof(float));
   if (k > m->n) k = m->n;
   scored *heap = ae__malloc(k * sizeof(scored));
-  if (!q || !scores || !heap) { rc = ae__error(AE_ENOMEM, "out of memory scoring %zu vectors", m->n); goto out; }
+  ae__cand *c = ae__calloc(k, sizeof *c);
+  if (!q || !scores || !heap || !c) {
+    rc = ae__error(AE_ENOMEM, "out of memory scoring %zu vectors", m->n);
+    ae__free(c);
+    goto out;
+  }
   memcpy(q, query, (size_t)dim * sizeof(float));
   normalise(q, dim);
   score_rows(m->rows, m->n, dim, q, scores);
-  size_t got = top_k(scores, m->n, k, min_score, heap);
-  ae_search_hit *h = ae__calloc(got ? got : 1, sizeof *h);
-  if (!h) { rc = ae__error(AE_ENOMEM, "out of memory"); goto out; }
-  size_t kept = 0;
-  sqlite3_stmt *st = NULL;
-  const char *sql = "SELECT a.node_id, a.file_path, a.node_type, a.signature, a.summary, a.snippet,"
-                    " a.start_line, a.end_line FROM vectors v JOIN annotations a ON a.node_id = v.node_id"
-                    " WHERE v.id = ?1";
-  if (got && sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
-    rc = ae__store_dberr(s, "reading hits");
-  for (size_t i = 0; i < got && !rc; i++) {
-    h[kept].score = heap[i].score;
-    rc = fill_hit(st, m->ids[heap[i].row], &h[kept]);
-    if (rc == AE_ENOTFOUND) { rc = AE_OK; continue; } /* deleted by a writer meanwhile */
-    if (!rc) kept++;
-  }
-  sqlite3_finalize(st);
-  /* on failure the entry being filled may hold some strings: free it too */
-  if (rc) { ae_search_hits_free(h, kept < got ? kept + 1 : kept); goto out; }
-  got = kept;
-  *hits = h;
-  *n_hits = got;
+  if (allow)
+    for (size_t i = 0; i < m->n; i++) if (!allow[i]) scores[i] = -INFINITY;
+  float floor = o->min_score > -1 ? o->min_score : -1;
+  size_t got = top_k(scores, m->n, k, floor, heap);
+  for (size_t i = 0; i < got; i++) { c[i].key = m->ids[heap[i].row]; c[i].score = heap[i].score; }
+  *out = c;
+  *n_out = got;
 out:
+  ae__free(allow);
   ae__free(q);
   ae__free(scores);
   ae__free(heap);

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "store/store.h"
+#include "store/lexical.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,10 +21,14 @@
 #include <xxhash.h>
 
 /* Schema versions: 1 = the first; 2 adds vectors.truncated (1 when the text was cut at
- * the model's max length, 0 when not, -1 unknown: rows written by version 1). A
- * version-1 file is upgraded in place when opened for writing and read as is (every
- * flag unknown) when opened read-only. */
-#define SCHEMA_VERSION 2
+ * the model's max length, 0 when not, -1 unknown: rows written by version 1); 3 adds
+ * the lexical index: annotations.lex_id (a stable integer key: a table with a TEXT
+ * primary key may have its rowids renumbered by VACUUM), the contentless FTS5 table
+ * `lexical` keyed by it and the triggers that keep it in step with `annotations`
+ * (see lexical.c). An older file is upgraded in place, in one transaction, when
+ * opened for writing, and read as is when opened read-only (no truncated flags
+ * before 2, no lexical search before 3). */
+#define SCHEMA_VERSION 3
 
 static const char *k_schema =
   "CREATE TABLE IF NOT EXISTS annotations ("
@@ -31,8 +36,10 @@ static const char *k_schema =
   "  start_line INTEGER NOT NULL DEFAULT 0, end_line INTEGER NOT NULL DEFAULT 0,"
   "  node_type TEXT NOT NULL DEFAULT '', language TEXT NOT NULL DEFAULT '',"
   "  signature TEXT NOT NULL DEFAULT '', summary TEXT NOT NULL DEFAULT '',"
-  "  snippet TEXT NOT NULL DEFAULT '', text_hash BLOB NOT NULL, updated_at INTEGER NOT NULL);"
+  "  snippet TEXT NOT NULL DEFAULT '', text_hash BLOB NOT NULL, updated_at INTEGER NOT NULL,"
+  "  lex_id INTEGER);"
   "CREATE INDEX IF NOT EXISTS annotations_file ON annotations(file_path);"
+  "CREATE UNIQUE INDEX IF NOT EXISTS annotations_lex ON annotations(lex_id);"
   "CREATE TABLE IF NOT EXISTS models ("
   "  fingerprint BLOB PRIMARY KEY, name TEXT NOT NULL DEFAULT '', dir TEXT NOT NULL DEFAULT '',"
   "  dim INTEGER NOT NULL, created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL);"
@@ -44,6 +51,30 @@ static const char *k_schema =
   "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
   "INSERT OR IGNORE INTO meta VALUES ('generation', '0');";
 
+/* The lexical index (schema 3). The triggers run inside the statement that changes
+ * an annotation, so the index commits, rolls back and survives kills with it. A
+ * contentless table deletes a row by re-tokenizing the text it was indexed with:
+ * the old.* values. */
+#define LEX_COLS "signature, summary, code, path, type"
+#define LEX_NEW "new.lex_id, new.signature, new.summary, new.snippet, new.file_path, new.node_type"
+#define LEX_OLD "'delete', old.lex_id, old.signature, old.summary, old.snippet, old.file_path, old.node_type"
+static const char *k_lexical_schema =
+  "CREATE VIRTUAL TABLE lexical USING fts5(" LEX_COLS ", content='',"
+  "  tokenize='" AE__LEX_TOKENIZE_ARG "');"
+  "CREATE TRIGGER annotations_lex_ins AFTER INSERT ON annotations BEGIN"
+  "  INSERT INTO lexical(rowid, " LEX_COLS ") VALUES (" LEX_NEW "); END;"
+  "CREATE TRIGGER annotations_lex_del AFTER DELETE ON annotations BEGIN"
+  "  INSERT INTO lexical(lexical, rowid, " LEX_COLS ") VALUES (" LEX_OLD "); END;"
+  "CREATE TRIGGER annotations_lex_upd AFTER UPDATE ON annotations BEGIN"
+  "  INSERT INTO lexical(lexical, rowid, " LEX_COLS ") VALUES (" LEX_OLD ");"
+  "  INSERT INTO lexical(rowid, " LEX_COLS ") VALUES (" LEX_NEW "); END;"
+  "INSERT OR REPLACE INTO meta VALUES ('lexical_tokenizer', '" AE__LEX_TOKENIZER_VERSION "');";
+
+/* Indexes every annotation (upgrade and tokenizer change). */
+static const char *k_lexical_fill =
+  "INSERT INTO lexical(rowid, " LEX_COLS ") SELECT lex_id, signature, summary, snippet,"
+  " file_path, node_type FROM annotations;";
+
 enum {
   Q_LOOKUP_NODE, Q_LOOKUP_CONTENT, Q_PUT_ANN, Q_PUT_VEC, Q_BUMP, Q_COUNT
 };
@@ -54,7 +85,8 @@ static const char *k_sql[Q_COUNT] = {
   /* written only when something differs, so a rerun over unchanged input writes nothing */
   [Q_PUT_ANN] =
     "INSERT INTO annotations (node_id, file_path, start_line, end_line, node_type, language,"
-    " signature, summary, snippet, text_hash, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)"
+    " signature, summary, snippet, text_hash, updated_at, lex_id) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,"
+    " (SELECT coalesce(max(lex_id), 0) + 1 FROM annotations))"
     " ON CONFLICT(node_id) DO UPDATE SET file_path=excluded.file_path,"
     " start_line=excluded.start_line, end_line=excluded.end_line, node_type=excluded.node_type,"
     " language=excluded.language, signature=excluded.signature, summary=excluded.summary,"
@@ -124,21 +156,44 @@ static int make_parent(const char *path) {
 #define AE__STR2(x) #x
 #define AE__STR(x) AE__STR2(x)
 
-/* Runs sql then more (may be NULL) in one write transaction: all or nothing. */
-static int exec_tx(ae_store *s, const char *sql, const char *more) {
+/* Runs the NULL-terminated list of SQL scripts in one write transaction: all or
+ * nothing. */
+static int exec_tx(ae_store *s, const char *const *sql) {
   int rc = exec(s, "BEGIN IMMEDIATE");
-  if (rc) return rc;
-  rc = exec(s, sql);
-  if (!rc && more) rc = exec(s, more);
+  for (; !rc && *sql; sql++) rc = exec(s, *sql);
   if (!rc) rc = exec(s, "COMMIT");
-  else sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  if (rc) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
   return rc;
 }
 
-/* Version 1 -> 2: the new column, every existing row unknown. */
-static int upgrade_v1(ae_store *s) {
-  return exec_tx(s, "ALTER TABLE vectors ADD COLUMN truncated INTEGER NOT NULL DEFAULT -1;"
-                    "PRAGMA user_version = 2", NULL);
+#define SET_VERSION "PRAGMA user_version = " AE__STR(SCHEMA_VERSION)
+
+/* Versions 1 and 2 -> 3, all in one transaction: an interrupted upgrade leaves the
+ * old file as it was. */
+static int upgrade(ae_store *s, int version) {
+  const char *add_truncated = "ALTER TABLE vectors ADD COLUMN truncated INTEGER NOT NULL DEFAULT -1";
+  const char *add_lex_id = "ALTER TABLE annotations ADD COLUMN lex_id INTEGER;"
+                           "UPDATE annotations SET lex_id = rowid;"
+                           "CREATE UNIQUE INDEX annotations_lex ON annotations(lex_id);";
+  const char *steps[] = {add_truncated, add_lex_id, k_lexical_schema, k_lexical_fill, SET_VERSION, NULL};
+  return exec_tx(s, version < 2 ? steps : steps + 1);
+}
+
+/* An index built by another tokenizer version is rebuilt (see lexical.h); read-only,
+ * lexical search is refused rather than run against tokens it cannot reproduce. */
+static int check_tokenizer(ae_store *s, int read_only) {
+  sqlite3_stmt *st;
+  int same = 0;
+  if (sqlite3_prepare_v2(s->db, "SELECT value = '" AE__LEX_TOKENIZER_VERSION "' FROM meta"
+                         " WHERE key = 'lexical_tokenizer'", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    same = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (same) return AE_OK;
+  if (read_only) { s->no_lexical = 1; return AE_OK; }
+  return exec_tx(s, (const char *[]){"INSERT INTO lexical(lexical) VALUES ('delete-all');"
+                    "INSERT OR REPLACE INTO meta VALUES ('lexical_tokenizer', '" AE__LEX_TOKENIZER_VERSION "');",
+                    k_lexical_fill, NULL});
 }
 
 static int check_schema(ae_store *s, int read_only) {
@@ -154,8 +209,13 @@ static int check_schema(ae_store *s, int read_only) {
   if (version > SCHEMA_VERSION)
     return ae__error(AE_EUNSUPPORTED, "%s: schema version %d is newer than this astembed's %d",
                      s->path, version, SCHEMA_VERSION);
-  if (version == SCHEMA_VERSION) return AE_OK;
-  if (version == 1) return read_only ? (s->v1 = 1, AE_OK) : upgrade_v1(s);
+  if (version == SCHEMA_VERSION) return check_tokenizer(s, read_only);
+  if (version == 1 || version == 2) {
+    if (!read_only) return upgrade(s, version);
+    s->v1 = version == 1;
+    s->no_lexical = 1;
+    return AE_OK;
+  }
   if (read_only) return ae__error(AE_ENOTFOUND, "%s: not an astembed index (no schema)", s->path);
   /* An existing database from something else (tables but no user_version) is refused
    * rather than mixed into. */
@@ -168,7 +228,7 @@ static int check_schema(ae_store *s, int read_only) {
   sqlite3_finalize(st);
   if (tables)
     return ae__error(AE_EFORMAT, "%s: database has tables but is not an astembed index", s->path);
-  return exec_tx(s, k_schema, "PRAGMA user_version = " AE__STR(SCHEMA_VERSION));
+  return exec_tx(s, (const char *[]){k_schema, k_lexical_schema, SET_VERSION, NULL});
 }
 
 int ae_store_open(const char *path, int read_only, ae_store **out) {
@@ -198,6 +258,7 @@ int ae_store_open(const char *path, int read_only, ae_store **out) {
   sqlite3_busy_timeout(s->db, 10000);
   int rc = AE_OK;
   if (!read_only) rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL");
+  if (!rc) rc = ae__lex_register(s->db, path);
   if (!rc) rc = check_schema(s, read_only);
   for (int i = 0; !rc && i < Q_COUNT; i++) {
     if (read_only && (i == Q_PUT_ANN || i == Q_PUT_VEC || i == Q_BUMP)) continue;
@@ -423,32 +484,40 @@ int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *de
 
 /* ---- stats ------------------------------------------------------------------------- */
 
-static uint64_t count(ae_store *s, const char *sql, const uint8_t *fp) {
+/* One integer from a one-row query into *v (0 when the query yields no row); a SQLite
+ * error (locked, corrupt, I/O) is returned, never read as a zero. */
+static int count(ae_store *s, const char *sql, const uint8_t *fp, uint64_t *v) {
   sqlite3_stmt *st;
-  uint64_t v = 0;
-  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
+  *v = 0;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) return ae__store_dberr(s, "reading counts");
   if (fp) sqlite3_bind_blob(st, 1, fp, 16, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) v = (uint64_t)sqlite3_column_int64(st, 0);
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) *v = (uint64_t)sqlite3_column_int64(st, 0);
+  int ok = rc == SQLITE_ROW || rc == SQLITE_DONE;
+  rc = ok ? AE_OK : ae__store_dberr(s, "reading counts");
   sqlite3_finalize(st);
-  return v;
+  return rc;
 }
 
 uint64_t ae__store_generation(ae_store *s) {
-  return count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL);
+  uint64_t v;
+  count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL, &v);
+  return v;
 }
 
 int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st) {
   memset(st, 0, sizeof *st);
-  st->annotations = count(s, "SELECT count(*) FROM annotations", NULL);
-  st->vectors = count(s, "SELECT count(*) FROM vectors", NULL);
-  st->models = count(s, "SELECT count(*) FROM models", NULL);
-  st->files = count(s, "SELECT count(DISTINCT file_path) FROM annotations", NULL);
-  st->generation = ae__store_generation(s);
-  st->current_vectors = fp ? count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
-                                      " ON a.node_id = v.node_id AND a.text_hash = v.text_hash"
-                                      " WHERE v.fingerprint = ?1", fp)
-                           : count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
-                                      " ON a.node_id = v.node_id AND a.text_hash = v.text_hash", NULL);
+  int rc = count(s, "SELECT count(*) FROM annotations", NULL, &st->annotations);
+  if (!rc) rc = count(s, "SELECT count(*) FROM vectors", NULL, &st->vectors);
+  if (!rc) rc = count(s, "SELECT count(*) FROM models", NULL, &st->models);
+  if (!rc) rc = count(s, "SELECT count(DISTINCT file_path) FROM annotations", NULL, &st->files);
+  if (!rc) rc = count(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'", NULL, &st->generation);
+  if (!rc) rc = fp ? count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
+                              " ON a.node_id = v.node_id AND a.text_hash = v.text_hash"
+                              " WHERE v.fingerprint = ?1", fp, &st->current_vectors)
+                   : count(s, "SELECT count(*) FROM vectors v JOIN annotations a"
+                              " ON a.node_id = v.node_id AND a.text_hash = v.text_hash", NULL, &st->current_vectors);
+  if (rc) return rc;
   struct stat sb;
   if (stat(s->path, &sb) == 0) st->db_bytes = (uint64_t)sb.st_size;
   char *wal = ae__malloc(strlen(s->path) + 5);

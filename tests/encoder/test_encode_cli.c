@@ -42,7 +42,7 @@ int main(void) {
   /* the CLI's load cache would default to ~/.cache/astembed: not this test's business */
   setenv("ASTEMBED_CACHE_DIR", "off", 1);
   const char *sh = test_shared_dir();
-  if (!sh) { printf("SKIP: ../shared missing (needs the MiniLM tokenizer files)\n"); TEST_DONE(); }
+  if (!sh) TEST_SKIP("../shared missing (needs the MiniLM tokenizer files)");
   char tmp[] = "/tmp/ae-enc-cli-XXXXXX";
   REQUIRE(mkdtemp(tmp));
   char like[4200], model[4200], in[4200], out[4200], out2[4200], outf[4200], args[9000];
@@ -197,9 +197,9 @@ int main(void) {
     char *q = slurp(out, &n);
     CHECKF(q && strstr(q, "\"results\"") && strstr(q, "m.py"), "query output: %s", q ? q : "");
     free(q);
-    snprintf(args, sizeof args, "query \"reads file\" --db %s --precision bf16", db);
+    snprintf(args, sizeof args, "query \"reads file\" --db %s --mode vector --precision bf16", db);
     CHECK(run(args, in, out) == 0);
-    snprintf(args, sizeof args, "query \"reads file\" --db %s --precision f32", db);
+    snprintf(args, sizeof args, "query \"reads file\" --db %s --mode vector --precision f32", db);
     CHECK(run(args, in, out) == 1);   /* no f32 vectors in this index */
     snprintf(args, sizeof args, "query \"reads file\" --db %s --precision f16", db);
     CHECK(run(args, in, out) == 2);

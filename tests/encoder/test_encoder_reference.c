@@ -167,8 +167,7 @@ static void check_config(const config *c, const char *tmp) {
 
 int main(void) {
   if (!have_torch()) {
-    printf("SKIP: /usr/bin/python3 cannot import torch and numpy (install python3-torch)\n");
-    TEST_DONE();
+    TEST_SKIP("/usr/bin/python3 cannot import torch and numpy (tools/deps.sh test)");
   }
   char tmp[] = "/tmp/ae_encref_XXXXXX";
   REQUIRE(mkdtemp(tmp));

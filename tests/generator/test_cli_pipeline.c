@@ -9,6 +9,7 @@
 #include "gen_test_util.h"
 #include <jansson.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,7 +58,7 @@ static long jint(json_t *o, const char *k) { return (long)json_integer_value(jso
 int main(void) {
   const char *bdir = getenv("AE_BUILD_DIR");
   snprintf(bin, sizeof bin, "%s/astembed", bdir ? bdir : "build");
-  if (access(bin, X_OK)) { printf("SKIP: %s not built\n", bin); TEST_DONE(); }
+  if (access(bin, X_OK)) TEST_SKIP("%s not built", bin);
   strcpy(dir, "/tmp/ae_cli_XXXXXX");
   REQUIRE(mkdtemp(dir));
   snprintf(errf, sizeof errf, "%s/stderr.txt", dir);
@@ -92,7 +93,7 @@ int main(void) {
   int code;
   snprintf(cmd, sizeof cmd, "%s embed --input %s --db %s --model %s --json --no-progress", bin, input, db, model);
   json_t *j = run_json(cmd, &code);
-  CHECK(code == 0 && j);
+  CHECKF(code == 1 && j, "exit status %d with 3 rejected records", code);   /* README: 1 at the end */
   CHECK(jint(j, "items") == 33 && jint(j, "embedded") == 30 && jint(j, "rejected") == 3 && jint(j, "failed") == 0);
   CHECK(json_object_get(json_object_get(j, "metrics"), "cache") != NULL);
   json_decref(j);
@@ -100,9 +101,9 @@ int main(void) {
   CHECKF(strstr(err, "in.jsonl:12") && strstr(err, "in.jsonl:23") && strstr(err, "missing or empty nodeId") &&
          strstr(err, "all empty"), "stderr: %s", err);
 
-  /* rerun: nothing to embed */
+  /* rerun: nothing to embed (the same 3 records are rejected again) */
   j = run_json(cmd, &code);
-  CHECK(code == 0 && j && jint(j, "embedded") == 0 && jint(j, "cached") == 30);
+  CHECK(code == 1 && j && jint(j, "embedded") == 0 && jint(j, "cached") == 30);
   json_decref(j);
 
   /* query by an annotation's own text (no --model: the index records it) */
@@ -111,7 +112,7 @@ int main(void) {
   char *q = malloc(tl * 2 + 16), *w = q;
   for (size_t k = 0; k < tl; k++) { if (text[k] == '\'') { strcpy(w, "'\\''"); w += 4; } else *w++ = text[k]; }
   *w = 0;
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 3 --format json", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 3 --format json", bin, q, db);
   j = run_json(cmd, &code);
   json_t *res = json_object_get(j, "results");
   CHECK(code == 0 && json_array_size(res) == 3);
@@ -122,13 +123,13 @@ int main(void) {
         json_real_value(json_object_get(top, "score")));
   json_decref(j);
   char *out;
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 2", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 2", bin, q, db);
   CHECK(run(cmd, &out) == 0);
   char loc[300];
   snprintf(loc, sizeof loc, " 1. 1.0000  %s:%d", it[7].file_path, it[7].start_line);
   CHECKF(strstr(out, loc) != NULL, "plain output: %s", out);
   free(out);
-  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --top 2 --format markdown", bin, q, db);
+  snprintf(cmd, sizeof cmd, "%s query '%s' --db %s --mode vector --top 2 --format markdown", bin, q, db);
   CHECK(run(cmd, &out) == 0 && strstr(out, "## Results for") && strstr(out, "```"));
   free(out);
   snprintf(cmd, sizeof cmd, "%s query 'anything' --db %s --min-score 1.01", bin, db);
@@ -161,14 +162,31 @@ int main(void) {
   snprintf(cmd, sizeof cmd, "%s embed --input %s --db %s --model %s --json --prune --no-progress", bin, input2, db, model);
   j = run_json(cmd, &code);
   CHECKF(code == 0 && j && jint(j, "pruned") == (long)expect_pruned, "pruned %ld, want %zu",
-         jint(j, "pruned"), expect_pruned);
+         jint(j, "pruned"), expect_pruned);                       /* clean input: exit 0 */
   json_decref(j);
+
+  /* a model that cannot load: exit 1 and no index file, nor its folder */
+  {
+    char db5[200], nomodel[200];
+    snprintf(db5, sizeof db5, "%s/nomodel/index.db", dir);
+    snprintf(nomodel, sizeof nomodel, "%s/empty-model", dir);
+    REQUIRE(mkdir(nomodel, 0755) == 0);
+    const char *models[] = {nomodel, "/nonexistent/model"};
+    for (int k = 0; k < 2; k++) {
+      snprintf(cmd, sizeof cmd, "%s embed --input %s --db %s --model %s --no-progress", bin, input2, db5, models[k]);
+      code = run(cmd, NULL);
+      CHECKF(code == 1 && strstr(stderr_text(), models[k]), "bad model %s: exit %d, stderr %s", models[k],
+             code, stderr_text());
+      snprintf(cmd, sizeof cmd, "%s/nomodel", dir);
+      CHECKF(access(cmd, F_OK) != 0, "bad model %s: %s was created", models[k], cmd);
+    }
+  }
 
   /* --dry-run writes nothing */
   char db2[200];
   snprintf(db2, sizeof db2, "%s/dry/index.db", dir);
   snprintf(cmd, sizeof cmd, "%s embed --input %s --db %s --model %s --dry-run", bin, input, db2, model);
-  CHECK(run(cmd, &out) == 0 && strstr(out, "30 to embed"));
+  CHECK(run(cmd, &out) == 1 && strstr(out, "30 to embed"));      /* 3 rejected: exit 1 */
   free(out);
   CHECK(access(db2, F_OK) != 0);
 
@@ -238,7 +256,7 @@ int main(void) {
       snprintf(cmd, sizeof cmd, "%s embed --annotations-db %s --db %s --model %s --json --no-progress", bin, adb,
                db4, model);
       j = run_json(cmd, &code);
-      CHECK(code == 0 && jint(j, "embedded") == 1 && jint(j, "rejected") == 1);
+      CHECK(code == 1 && jint(j, "embedded") == 1 && jint(j, "rejected") == 1);
       CHECK(strstr(stderr_text(), "orig.db:a.ts:5: metadata is not a JSON object") != NULL);
       json_decref(j);
     } else {
@@ -248,10 +266,10 @@ int main(void) {
 
   /* embed re-executes itself with the passive OpenMP wait policy unless one was chosen */
   snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT %s embed --input %s --db %s --model %s"
-           " --dry-run --log-level debug", bin, input, db, model);
+           " --dry-run --log-level debug", bin, input2, db, model);
   CHECK(run(cmd, NULL) == 0 && strstr(stderr_text(), "OpenMP wait policy passive"));
   snprintf(cmd, sizeof cmd, "env OMP_WAIT_POLICY=active %s embed --input %s --db %s --model %s"
-           " --dry-run --log-level debug", bin, input, db, model);
+           " --dry-run --log-level debug", bin, input2, db, model);
   CHECK(run(cmd, NULL) == 0 && strstr(stderr_text(), "OpenMP wait policy active"));
 
   /* errors */

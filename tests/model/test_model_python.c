@@ -15,8 +15,7 @@ static int py(const char *args) {
 
 int main(void) {
   if (system("/usr/bin/python3 -c 'import numpy, torch' >/dev/null 2>&1") != 0) {
-    printf("SKIP: /usr/bin/python3 with numpy and torch not available\n");
-    TEST_DONE();
+    TEST_SKIP("/usr/bin/python3 with numpy and torch not available (tools/deps.sh test)");
   }
   char *d32 = make_model(NULL, "F32", 21, 0), *d16 = make_model(NULL, "F16", 21, 0),
        *dbf = make_model(NULL, "BF16", 21, 0), *dst = tmp_dir();

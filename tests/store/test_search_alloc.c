@@ -1,7 +1,8 @@
 /* ae_store_search under allocation failures: failing the k-th allocation of a search
  * (query copy, scores, heap, hits, the strings of each hit), for every k, gives
  * AE_ENOMEM or AE_OK and leaks nothing, including the strings of a hit that was
- * being filled when an allocation failed. */
+ * being filled when an allocation failed. The same for ae_store_search_ex in lexical
+ * and in hybrid mode with a filter (MATCH expression, candidate lists, fusion). */
 #include "astembed.h"
 #include "test.h"
 #include "failalloc.h"
@@ -64,6 +65,29 @@ int main(void) {
   }
   printf("search: %ld allocations swept\n", k - 1);
   CHECK(k > 10);
+  for (int mode = AE_SEARCH_HYBRID; mode <= AE_SEARCH_LEXICAL; mode += AE_SEARCH_LEXICAL) {
+    ae_search_options o;
+    ae_search_options_default(&o);
+    o.mode = mode;
+    o.path_glob = mode == AE_SEARCH_HYBRID ? "f1.*" : NULL;
+    for (k = 1; k < 10000; k++) {
+      fa_fail_at = k;
+      fa_calls = fa_live = 0;
+      ae_search_hit *h = NULL;
+      size_t n = 0;
+      ae_set_allocator(&fa_allocator);
+      int rc = ae_store_search_ex(s, &o, "def f1 f2", FP, q, DIM, &h, &n);
+      size_t got = n;
+      ae_search_hits_free(h, n);
+      ae_set_allocator(NULL);
+      CHECKF(fa_live == 0, "%s k=%ld: %ld blocks leaked", ae_search_mode_name(mode), k, fa_live);
+      CHECKF(rc == AE_OK || rc == AE_ENOMEM, "%s k=%ld: status %d", ae_search_mode_name(mode), k, rc);
+      if (rc == AE_OK) CHECK(got == 10);
+      if (rc == AE_OK && fa_calls < k) break;
+    }
+    printf("%s search: %ld allocations swept\n", ae_search_mode_name(mode), k - 1);
+    CHECK(k > 10);
+  }
   ae_store_close(s);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);

@@ -176,14 +176,12 @@ int main(void) {
   const char *build = getenv("AE_BUILD_DIR");
   const char *src = getenv("AE_SOURCE_DIR");
   if (!build) {
-    printf("SKIP: AE_BUILD_DIR not set (run through ctest)\n");
-    TEST_DONE();
+    TEST_SKIP("AE_BUILD_DIR not set (run through ctest)");
   }
   snprintf(g_bin, sizeof g_bin, "%s/astembed", build);
   snprintf(g_tiny, sizeof g_tiny, "%s/tests/tokenizer/data/tiny", src ? src : ".");
   if (access(g_bin, X_OK)) {
-    printf("SKIP: %s not built\n", g_bin);
-    TEST_DONE();
+    TEST_SKIP("%s not built", g_bin);
   }
   snprintf(g_tmp, sizeof g_tmp, "/tmp/ae-test-tokcli-XXXXXX");
   REQUIRE(mkdtemp(g_tmp));
