@@ -3,14 +3,14 @@
 #   make test   build and run every test, then again under ASan+UBSan (and TSan for
 #               the concurrency tests)
 # Other targets: make (build), make bench, make bench-pipeline, make bench-retrieval,
-# make fuzz, make clean.
+# make bench-mcp, make fuzz, make clean.
 # All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS) --output-junit ctest-junit.xml
 
-.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline bench-retrieval fuzz clean
+.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline bench-retrieval bench-mcp fuzz clean
 
 all: build
 
@@ -61,6 +61,9 @@ bench-pipeline: build
 bench-retrieval: build
 	@build/bench/bench_retrieval $(BENCH_ARGS)
 	@build/bench/bench_lexical_latency
+
+bench-mcp: build
+	@AE_SOURCE_DIR=$(CURDIR) build/bench/bench_mcp
 
 fuzz: deps-test
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAE_FUZZ=ON -DAE_NATIVE=ON >/dev/null

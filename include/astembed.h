@@ -860,6 +860,56 @@ AE_EXTERN int ae_model_is_random(const char *dir);
 /* Annotations rows and lexical-index rows: equal whenever no transaction is open
  * (what tests check after embed, prune and kills). */
 AE_EXTERN int ae_store_lexical_count(ae_store *s, uint64_t *annotations, uint64_t *indexed);
+/* Index nodes and the MCP server (src/store/nodes.c, src/mcp)               */
+/* ======================================================================== */
+
+/* One stored node as the index holds it (strings allocated; ae_node_clear). */
+typedef struct {
+  char *node_id, *file_path, *node_type, *language, *signature, *summary, *snippet;
+  int start_line, end_line;
+  int64_t updated_at;    /* unix seconds of the last change of the annotation's row */
+  int vectors;           /* stored vectors of the node, all models */
+  int current_vectors;   /* of which embed the annotation's current text */
+} ae_node;
+AE_EXTERN void ae_node_clear(ae_node *n);
+AE_EXTERN void ae_nodes_free(ae_node *nodes, size_t n);
+/* The node node_id (AE_ENOTFOUND naming it when the index has none). */
+AE_EXTERN int ae_store_node_get(ae_store *s, const char *node_id, ae_node *out);
+/* The nodes of one file (node_type NULL = all types) in line order; at most limit
+ * (0 = all); *more (may be NULL) = 1 when nodes were left out. */
+AE_EXTERN int ae_store_file_nodes(ae_store *s, const char *file_path, const char *node_type,
+                                  size_t limit, ae_node **out, size_t *n, int *more);
+/* The nodes changed (added, or re-embedded because their text changed) at or after
+ * since (unix seconds), most recent first; at most limit (0 = all). */
+AE_EXTERN int ae_store_recent_nodes(ae_store *s, int64_t since, size_t limit, ae_node **out,
+                                    size_t *n, int *more);
+/* What `astembed stats --json` prints: totals, generation and the models, read in one
+ * transaction (allocated JSON text; ae_free). db_label: the "db" member (NULL = path). */
+AE_EXTERN int ae_store_stats_json(ae_store *s, const char *db_label, char **out);
+
+/* The Model Context Protocol server: JSON-RPC 2.0, one message per line, read from
+ * in_fd and answered on out_fd (nothing else is written there; logs go to stderr).
+ * Speaks the legacy revisions (initialize handshake: 2025-11-25, 2025-06-18,
+ * 2025-03-26, 2024-11-05) and the stateless 2026-07-28 (server/discover, per-request
+ * _meta) side by side, with the tools query_ast_context, get_node_details,
+ * list_recent_changes, ast_file_query and index_status. The model is loaded by the
+ * first call that needs it; every search first checks the index's generation and
+ * reloads the vectors when another process has written the index. Returns AE_OK at
+ * end of input or when *stop becomes non-zero (checked whenever a read is
+ * interrupted by a signal). */
+typedef struct {
+  const char *db_path;         /* NULL = AE_STORE_DEFAULT_PATH */
+  const char *model;           /* NULL = the model the index records, else fallback_model */
+  const char *fallback_model;  /* used when neither model nor a recorded one exists */
+  const char *cache_dir;       /* load cache (ae_encoder_options.cache_dir), NULL = none */
+  int threads;                 /* encoder threads, 0 = 1 */
+  int workers;                 /* concurrent tool calls, 0 = 4; -1 = none: every request
+                                * is answered in the reading thread, in order */
+  size_t max_line_bytes;       /* longest message accepted, 0 = 4 MiB */
+  volatile int *stop;          /* may be NULL */
+  int verbose;                 /* 1 = log each request to stderr */
+} ae_mcp_options;
+AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
 
 /* ---- Hugging Face Hub: models by name (src/hub) ------------------------------------
  * ORG/NAME[@REV] names a model repository on the Hub (REV: branch, tag or commit;

@@ -14,35 +14,6 @@ static void usage(FILE *f) {
              "files, and for each model its folder, dimension and current vectors.\n");
 }
 
-typedef struct {
-  ae_store *st;
-  json_t *models;
-  int rc; /* the first error of a per-model count */
-} ctx;
-
-static void on_model(void *ud, const uint8_t fp[16], const char *name, const char *dir, int dim,
-                     int64_t last_used) {
-  ctx *c = ud;
-  ae_store_stats s;
-  int rc = ae_store_stats_get(c->st, fp, &s);
-  if (rc) { if (!c->rc) c->rc = rc; return; }
-  char hex[33];
-  for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", fp[i]);
-  json_t *m = json_object();
-  json_object_set_new(m, "fingerprint", json_string(hex));
-  json_object_set_new(m, "name", json_string(name ? name : ""));
-  json_object_set_new(m, "dir", json_string(dir ? dir : ""));
-  char repo[256], commit[64];   /* a Hugging Face snapshot: the repo id and commit */
-  if (ae_hub_snapshot_info(dir, repo, sizeof repo, commit, sizeof commit)) {
-    json_object_set_new(m, "repo", json_string(repo));
-    json_object_set_new(m, "commit", json_string(commit));
-  }
-  json_object_set_new(m, "dim", json_integer(dim));
-  json_object_set_new(m, "currentVectors", json_integer((json_int_t)s.current_vectors));
-  json_object_set_new(m, "lastUsedAt", json_integer(last_used));
-  json_array_append_new(c->models, m);
-}
-
 int cmd_stats(int argc, char **argv) {
   const char *db = AE_STORE_DEFAULT_PATH;
   int json = 0, prom = 0;
@@ -57,63 +28,57 @@ int cmd_stats(int argc, char **argv) {
   ae_store *st;
   int rc = ae_store_open(db, 1, &st);
   if (rc) return cli_fail("opening the index", rc);
-  /* a locked, corrupt or unreadable database is an error (exit 1), never zeros */
-  ae_store_stats s;
-  ctx c = {st, json_array(), AE_OK};
-  rc = ae_store_stats_get(st, NULL, &s);
-  if (!rc) rc = ae_store_list_models(st, on_model, &c);
-  if (!rc) rc = c.rc;
-  if (rc) {
-    int code = cli_fail("reading the index", rc);
-    json_decref(c.models);
+  char *js = NULL;
+  rc = ae_store_stats_json(st, db, &js);
+  json_t *root = rc ? NULL : json_loads(js, 0, NULL);
+  if (!root) {
+    ae_free(js);
     ae_store_close(st);
-    return code;
+    return cli_fail("reading the index", rc ? rc : AE_ENOMEM);
   }
+  json_t *models = json_object_get(root, "models");
+  struct { unsigned long long annotations, files, vectors, current_vectors, db_bytes, generation; } s = {
+    (unsigned long long)json_integer_value(json_object_get(root, "annotations")),
+    (unsigned long long)json_integer_value(json_object_get(root, "files")),
+    (unsigned long long)json_integer_value(json_object_get(root, "vectors")),
+    (unsigned long long)json_integer_value(json_object_get(root, "currentVectors")),
+    (unsigned long long)json_integer_value(json_object_get(root, "bytes")),
+    (unsigned long long)json_integer_value(json_object_get(root, "generation"))};
   size_t i;
   json_t *m;
   if (json) {
-    json_t *root = json_object();
-    json_object_set_new(root, "db", json_string(db));
-    json_object_set_new(root, "bytes", json_integer((json_int_t)s.db_bytes));
-    json_object_set_new(root, "annotations", json_integer((json_int_t)s.annotations));
-    json_object_set_new(root, "files", json_integer((json_int_t)s.files));
-    json_object_set_new(root, "vectors", json_integer((json_int_t)s.vectors));
-    json_object_set_new(root, "currentVectors", json_integer((json_int_t)s.current_vectors));
-    json_object_set_new(root, "generation", json_integer((json_int_t)s.generation));
-    json_object_set(root, "models", c.models);
-    char *t = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    if (t) { puts(t); free(t); }
-    json_decref(root);
+    puts(js);
   } else if (prom) {
     printf("# HELP astembed_index_annotations Annotations in the index.\n# TYPE astembed_index_annotations gauge\n"
-           "astembed_index_annotations %llu\n", (unsigned long long)s.annotations);
+           "astembed_index_annotations %llu\n", s.annotations);
     printf("# HELP astembed_index_files Distinct files in the index.\n# TYPE astembed_index_files gauge\n"
-           "astembed_index_files %llu\n", (unsigned long long)s.files);
+           "astembed_index_files %llu\n", s.files);
     printf("# HELP astembed_index_vectors Stored vectors (all models).\n# TYPE astembed_index_vectors gauge\n"
-           "astembed_index_vectors %llu\n", (unsigned long long)s.vectors);
+           "astembed_index_vectors %llu\n", s.vectors);
     printf("# HELP astembed_index_bytes Database size including its WAL.\n# TYPE astembed_index_bytes gauge\n"
-           "astembed_index_bytes %llu\n", (unsigned long long)s.db_bytes);
+           "astembed_index_bytes %llu\n", s.db_bytes);
     printf("# HELP astembed_index_generation Committed changes so far.\n# TYPE astembed_index_generation counter\n"
-           "astembed_index_generation %llu\n", (unsigned long long)s.generation);
+           "astembed_index_generation %llu\n", s.generation);
     printf("# HELP astembed_index_model_vectors Current vectors per model.\n# TYPE astembed_index_model_vectors gauge\n");
-    json_array_foreach(c.models, i, m)
+    json_array_foreach(models, i, m)
       printf("astembed_index_model_vectors{model=\"%s\",fingerprint=\"%s\",dim=\"%d\"} %lld\n",
              json_string_value(json_object_get(m, "name")), json_string_value(json_object_get(m, "fingerprint")),
              (int)json_integer_value(json_object_get(m, "dim")),
              (long long)json_integer_value(json_object_get(m, "currentVectors")));
   } else {
     printf("index      %s (%.1f MB, generation %llu)\n", db, (double)s.db_bytes / 1048576.0,
-           (unsigned long long)s.generation);
-    printf("annotations %llu in %llu files\n", (unsigned long long)s.annotations, (unsigned long long)s.files);
-    printf("vectors    %llu stored, %llu current\n", (unsigned long long)s.vectors,
-           (unsigned long long)s.current_vectors);
-    json_array_foreach(c.models, i, m)
+           s.generation);
+    printf("annotations %llu in %llu files\n", s.annotations, s.files);
+    printf("vectors    %llu stored, %llu current\n", s.vectors,
+           s.current_vectors);
+    json_array_foreach(models, i, m)
       printf("model      %s  dim %d  %lld current vectors  %s  [%.16s]\n",
              json_string_value(json_object_get(m, "name")), (int)json_integer_value(json_object_get(m, "dim")),
              (long long)json_integer_value(json_object_get(m, "currentVectors")),
              json_string_value(json_object_get(m, "dir")), json_string_value(json_object_get(m, "fingerprint")));
   }
-  json_decref(c.models);
+  json_decref(root);
+  ae_free(js);
   ae_store_close(st);
   return CLI_OK;
 }

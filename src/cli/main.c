@@ -11,6 +11,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
 static const cli_command commands[] = {
@@ -20,6 +21,7 @@ static const cli_command commands[] = {
   {"embed", cmd_embed, "embed annotations (JSONL or SQLite) into the index database"},
   {"query", cmd_query, "semantic search over the index"},
   {"stats", cmd_stats, "what the index holds"},
+  {"mcp", cmd_mcp, "serve the index to AI assistants (Model Context Protocol, stdio)"},
   {NULL, NULL, NULL},
 };
 
