@@ -11,6 +11,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
@@ -21,6 +22,7 @@ static const cli_command commands[] = {
   {"embed", cmd_embed, "embed annotations (JSONL or SQLite) into the index database"},
   {"query", cmd_query, "semantic search over the index"},
   {"stats", cmd_stats, "what the index holds"},
+  {"serve", cmd_serve, "HTTP embedding server (OpenAI /v1/embeddings, /embed, /search, /metrics)"},
   {"mcp", cmd_mcp, "serve the index to AI assistants (Model Context Protocol, stdio)"},
   {NULL, NULL, NULL},
 };
@@ -89,7 +91,8 @@ static void prefer_passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2) { usage(stderr); return CLI_USAGE; }
-  if (!strcmp(argv[1], "embed") || !strcmp(argv[1], "encode")) prefer_passive_openmp(argv);
+  if (!strcmp(argv[1], "embed") || !strcmp(argv[1], "encode") || !strcmp(argv[1], "serve"))
+    prefer_passive_openmp(argv);
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);
     return CLI_OK;
