@@ -1056,6 +1056,68 @@ AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
  * (ae_last_error() says which). */
 AE_EXTERN const char *ae_cpu_path(void);
 
+/* ---- Hugging Face Hub: models by name (src/hub) ------------------------------------
+ * ORG/NAME[@REV] names a model repository on the Hub (REV: branch, tag or commit;
+ * default main). Snapshots live in the cache huggingface_hub uses ($HF_HUB_CACHE, else
+ * $HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface or
+ * ~/.cache/huggingface), so either tool serves the other's downloads. */
+enum { AE_HUB_FILE_START, AE_HUB_FILE_PROGRESS, AE_HUB_FILE_DONE };
+typedef struct {
+  int event;               /* AE_HUB_FILE_* */
+  const char *file;        /* path inside the repository */
+  int file_index, file_count;
+  uint64_t file_done, file_total;   /* bytes of this file (file_total 0: unknown) */
+  uint64_t done, total;    /* bytes of every file of the pull */
+  int cached;              /* FILE_DONE: it was already in the cache, nothing downloaded */
+} ae_hub_progress;
+typedef void (*ae_hub_progress_fn)(void *ud, const ae_hub_progress *p);
+
+typedef struct {
+  const char *endpoint;    /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+  const char *cache_dir;   /* NULL: the Hugging Face cache above */
+  const char *token;       /* NULL: $HF_TOKEN, else the file $HF_TOKEN_PATH or $HF_HOME/token */
+  const char *revision;    /* overrides the spec's @REV */
+  int offline;             /* 1: no network (also when $HF_HUB_OFFLINE is 1, true, yes or on) */
+  int readme;              /* 1: also fetch README.md */
+  ae_hub_progress_fn progress;
+  void *progress_ud;
+} ae_hub_options;
+
+/* 1 when spec is ORG/NAME[@REV] and not an existing file or folder (an existing
+ * folder always wins), else 0. */
+AE_EXTERN int ae_hub_is_model_name(const char *spec);
+/* The cached snapshot folder of spec (ae_free), without the network. AE_ENOTFOUND,
+ * with the exact `astembed model pull` command in ae_last_error(), when it is not
+ * cached or incomplete. */
+AE_EXTERN int ae_hub_resolve(const char *spec, const ae_hub_options *o, char **dir);
+/* Downloads what an encoder needs (config, model.safetensors, tokenizer and
+ * sentence-transformers files) into the cache and returns the snapshot folder
+ * (ae_free). Already cached blobs are not fetched again. Offline: ae_hub_resolve. */
+AE_EXTERN int ae_hub_pull(const char *spec, const ae_hub_options *o, char **dir);
+/* spec's folder: an existing path as is; ORG/NAME[@REV] its cached snapshot, or pulled
+ * first when auto_pull and online. */
+AE_EXTERN int ae_hub_model_dir(const char *spec, const ae_hub_options *o, int auto_pull, char **dir);
+
+typedef struct {
+  const char *repo;        /* ORG/NAME */
+  const char *refs;        /* the revisions naming this commit, comma-separated ("" none) */
+  const char *commit;
+  const char *path;        /* the snapshot folder */
+  uint64_t bytes;          /* its files' blobs */
+  int64_t last_used;       /* newest access time of its blobs, Unix seconds */
+  int complete;            /* 1: config.json and model.safetensors are present */
+} ae_hub_cached;
+typedef void (*ae_hub_cached_fn)(void *ud, const ae_hub_cached *m);
+/* Calls fn for every snapshot in the cache, by repository then commit. */
+AE_EXTERN int ae_hub_list(const ae_hub_options *o, ae_hub_cached_fn fn, void *ud);
+/* Removes repo (ORG/NAME) from the cache: its blobs, snapshots, refs and locks. Never
+ * follows a symlink out of the repository folder. AE_ENOTFOUND when not cached. */
+AE_EXTERN int ae_hub_remove(const char *repo, const ae_hub_options *o);
+/* 1 when dir is a snapshot folder of the cache layout (.../models--ORG--NAME/
+ * snapshots/COMMIT), with repo "ORG/NAME" and commit copied out; else 0. */
+AE_EXTERN int ae_hub_snapshot_info(const char *dir, char *repo, size_t repo_cap,
+                                   char *commit, size_t commit_cap);
+
 #ifdef __cplusplus
 }
 #endif

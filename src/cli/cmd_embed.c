@@ -34,7 +34,9 @@ static void usage(FILE *f) {
     "sourceSnippet, metadata{file_path, start_line, end_line, node_type, language}}\n"
     "(--input, '-' = stdin) or the SQLite 'annotations' table of the original tool\n"
     "(--annotations-db). Bad records are reported and skipped.\n\n"
-    "  --model DIR        model folder (default: $ASTEMBED_MODEL, or the config's model.path)\n"
+    "  --model DIR        model folder (default: $ASTEMBED_MODEL, or the config's model.path),\n"
+    "                     or ORG/NAME[@REV] of the Hugging Face Hub, pulled when missing\n"
+    "  --offline          no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --config FILE      generator configuration (JSON; see config/production.json)\n"
     "  --preset NAME      start from the production or development preset\n"
     "  --threads N        encoder threads (default: all CPUs)\n"
@@ -156,6 +158,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--lexical-only")) o->lexical_only = 1;
     else if (!strcmp(a, "--json")) o->json = 1;
     else if (!strcmp(a, "--no-progress")) o->progress = 0;
+    else if (!strcmp(a, "--offline")) cli_offline = 1;
     else if (!has) { fprintf(stderr, "astembed embed: unknown or incomplete option '%s'\n", a); return CLI_USAGE; }
     else if (!strcmp(a, "--input")) o->input = argv[++i];
     else if (!strcmp(a, "--annotations-db")) o->annotations_db = argv[++i];
@@ -344,7 +347,10 @@ int cmd_embed(int argc, char **argv) {
     fprintf(stderr, "astembed embed: no model folder: give --model DIR or set ASTEMBED_MODEL\n");
     return CLI_USAGE;
   }
-  snprintf(cfg.model.path, sizeof cfg.model.path, "%s", model);
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("embed", model, o.progress && !o.json, &folder)) return CLI_FAIL;
+  snprintf(cfg.model.path, sizeof cfg.model.path, "%s", folder);
+  free(folder);
   if (o.threads) cfg.model.threads = o.threads;
   if (o.precision >= 0) cfg.model.precision = o.precision;
 

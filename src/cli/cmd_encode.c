@@ -24,7 +24,9 @@ static void usage(FILE *f) {
     "  f32    raw little-endian float32 rows of the model's dimension\n"
     "A bad line gets {\"id\": ..., \"error\": \"...\"} (f32: a zero row and the error on\n"
     "stderr) and the exit status is 1; the other lines are still embedded.\n\n"
-    "  --model DIR       model folder (default $ASTEMBED_MODEL)\n"
+    "  --model DIR       model folder (default $ASTEMBED_MODEL), or ORG/NAME[@REV] of the\n"
+    "                    Hugging Face Hub, pulled when missing\n"
+    "  --offline         no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --threads N       threads (default: all online CPUs)\n"
     "  --batch-size N    sequences per forward pass (default 32)\n"
     "  --max-length N    truncate to N tokens (default: the model's max_seq_length)\n"
@@ -142,6 +144,7 @@ int cmd_encode(int argc, char **argv) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return CLI_OK; }
     else if (!strcmp(a, "--model") && v) { dir = v; i++; }
+    else if (!strcmp(a, "--offline")) cli_offline = 1;
     else if (!strcmp(a, "--threads")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &threads)) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--batch-size")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &batch)) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--max-length")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &max_len)) return CLI_USAGE; i++; }
@@ -163,9 +166,12 @@ int cmd_encode(int argc, char **argv) {
   ae_encoder_options opts = {.threads = (int)(threads > 4096 ? 4096 : threads),
                             .max_length = (int)(max_len > 1 << 20 ? 1 << 20 : max_len),
                             .precision = precision};
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("encode", dir, 1, &folder)) return CLI_FAIL;
   ae_encoder *enc = NULL;
-  int rc = ae_encoder_load(dir, &opts, &enc);
-  if (rc) return cli_fail(dir, rc);
+  int rc = ae_encoder_load(folder, &opts, &enc);
+  if (rc) { rc = cli_fail(dir, rc); free(folder); return rc; }
+  free(folder);
   ae_jsonl *in = NULL;
   if ((rc = ae_jsonl_open(stdin, "stdin", &in))) { ae_encoder_free(enc); return cli_fail("stdin", rc); }
   /* a window of 8 batches (at least 256 items) is sorted by length at a time */

@@ -22,6 +22,7 @@ static void usage(FILE *f) {
     "init-random  writes a model folder with --like's config, tokenizer and\n"
     "             sentence-transformers files and deterministic random weights (seed 0\n"
     "             by default); the other options change the shape or the pipeline.\n");
+  cli_model_hub_usage(f);
 }
 
 static int print_info(const char *dir, const ae_model_info *m, int json) {
@@ -86,8 +87,11 @@ static int cmd_info(int argc, char **argv) {
     fprintf(stderr, "astembed model info: %s\n", ae_last_error());
     return CLI_USAGE;
   }
+  char *folder;
+  if (cli_model_dir("model info", dir, 1, &folder)) return CLI_FAIL;
   ae_model_info m;
-  int rc = ae_model_info_load(dir, (int)max_len, &m);
+  int rc = ae_model_info_load(folder, (int)max_len, &m);
+  free(folder);
   if (rc) return cli_fail("model info", rc);
   return print_info(dir, &m, json);
 }
@@ -152,6 +156,9 @@ int cmd_model(int argc, char **argv) {
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(stdout); return CLI_OK; }
   if (!strcmp(argv[1], "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(argv[1], "init-random")) return cmd_init_random(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "pull")) return cli_model_pull(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "list")) return cli_model_list(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "rm")) return cli_model_rm(argc - 1, argv + 1);
   fprintf(stderr, "astembed model: unknown subcommand '%s'\n", argv[1]);
   usage(stderr);
   return CLI_USAGE;

@@ -39,7 +39,9 @@ static void usage(FILE *f) {
     "  --path GLOB        only files matching GLOB (SQLite GLOB: '*' also crosses '/')\n"
     "  --db PATH          index database (default .astembed/index.db)\n"
     "  --model DIR        model folder (default: the one the index was built with,\n"
-    "                     else $ASTEMBED_MODEL)\n"
+    "                     else $ASTEMBED_MODEL), or ORG/NAME[@REV] of the Hugging Face\n"
+    "                     Hub, pulled when missing\n"
+    "  --offline          no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --top K            results (default 10)\n"
     "  --min-score S      drop vector candidates below this cosine similarity (default -1;\n"
     "                     vector and hybrid modes)\n"
@@ -94,6 +96,7 @@ static int parse(int argc, char **argv, qopts *o) {
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
     if (!strcmp(a, "--timing")) { o->timing = 1; continue; }
     if (!strcmp(a, "--no-load-cache")) { o->no_load_cache = 1; continue; }
+    if (!strcmp(a, "--offline")) { cli_offline = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (o->text) { fprintf(stderr, "astembed query: more than one query text (quote it)\n"); return CLI_USAGE; }
       o->text = a;
@@ -242,12 +245,20 @@ int cmd_query(int argc, char **argv) {
                     " (--mode lexical needs none)\n", o.db);
     return CLI_USAGE;
   }
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("query", model, 1, &folder)) {
+    ae_free(recorded);
+    ae_store_close(st);
+    return CLI_FAIL;
+  }
+  model = folder;
   ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF, /* one short text */
                            .cache_dir = o.no_load_cache ? NULL : cli_load_cache_dir(),
                            .precision = o.precision};
   ae_encoder *enc = NULL;
   if ((rc = ae_encoder_load(model, &eo, &enc))) {
     ae_free(recorded);
+  free(folder);
     ae_store_close(st);
     return cli_fail("loading the model", rc);
   }
@@ -284,6 +295,7 @@ int cmd_query(int argc, char **argv) {
     free(q);
     ae_encoder_free(enc);
     ae_free(recorded);
+  free(folder);
     ae_store_close(st);
     return code;
   }
@@ -297,6 +309,7 @@ int cmd_query(int argc, char **argv) {
   free(q);
   ae_encoder_free(enc);
   ae_free(recorded);
+  free(folder);
   ae_store_close(st);
   return CLI_OK;
 }

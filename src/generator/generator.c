@@ -161,6 +161,11 @@ static int register_model(ae_generator *g) {
   const char *dir = g->cfg.model.path;
   const char *slash = strrchr(dir, '/');
   const char *name = slash && slash[1] ? slash + 1 : dir;
+  char repo[256], commit[64], hub_name[400];
+  if (ae_hub_snapshot_info(dir, repo, sizeof repo, commit, sizeof commit)) {
+    snprintf(hub_name, sizeof hub_name, "%s@%s", repo, commit);   /* the repo id and commit */
+    name = hub_name;
+  }
   char named[4200];  /* a bf16 index row says so, next to the f32 one of the same folder */
   if (g->enc && strcmp(ae_encoder_precision(g->enc), "f32")) {
     snprintf(named, sizeof named, "%s (%s)", name, ae_encoder_precision(g->enc));
@@ -184,6 +189,13 @@ int ae_generator_init(ae_generator *g) {
   if (c->model.enabled) {
     if (!c->model.path[0])
       return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
+    if (ae_hub_is_model_name(c->model.path)) {   /* ORG/NAME[@REV]: its cached snapshot */
+      char *snap = NULL;
+      if ((rc = ae_hub_resolve(c->model.path, NULL, &snap))) return rc;
+      int fits = snprintf(c->model.path, sizeof c->model.path, "%s", snap) < (int)sizeof c->model.path;
+      ae_free(snap);
+      if (!fits) return ae__error(AE_EINVAL, "generator: the snapshot path of the model is too long");
+    }
     ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length,
                              .precision = ae_precision_name(c->model.precision),
                              .cache_dir = g->load_cache_dir};
