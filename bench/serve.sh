@@ -28,6 +28,10 @@ if [[ " $PEERS " == *" ort "* ]]; then
   ARGS+=(--ort-cmd "node $ROOT/bench/peers/ort_server.js $ONNX")
 fi
 
+# bench_serve's in-process encoder rows run under the wait policy the CLI sets for
+# itself (src/cli/main.c): spinning OpenMP workers on a loaded machine would charge
+# the small batch-1 calls for their spinning
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY-passive}
 bench_header "bench/serve.sh $*" | tee "$CACHE/serve-last.txt"
 set +e
 AE_BUILD_DIR=$BUILD AE_SOURCE_DIR=$ROOT "$BUILD/bench/bench_serve" "${ARGS[@]}" "$@" | tee -a "$CACHE/serve-last.txt"

@@ -8,10 +8,15 @@
  * ae_generator_embed_texts call, which is the generator's own path: the memory cache
  * answers repeated texts, the misses are ordered by token length and cut into encoder
  * batches by the DynamicBatchOptimizer's token budget within the MemoryAwareProcessor's
- * strategy. The group itself is bounded by the same two components, read after every
- * call: at most the optimizer's token budget (what one encoder batch may hold now) and
- * at most the current strategy's batch size (and --max-batch-items), so one group is
- * about one encoder batch and no input waits behind a much larger one.
+ * strategy. The group itself is bounded in items by the current strategy's batch
+ * size (read after every call), the optimizer's largest batch and --max-batch-items;
+ * each input holds at most one max-length sequence. The group is not bounded by the
+ * optimizer's token budget: the generator cuts the group into encoder batches by that
+ * budget itself, and the budget starts at one max-length sequence and grows only as
+ * the optimizer explores, so a group held to it would take two or three queued texts
+ * while dozens wait and would give the length sort nothing to order. Taking everything
+ * queued up to the item bound lets the generator pack by length across all waiting
+ * requests.
  *
  * When to start a group: as soon as the queue holds a full one, or max_wait_ms after
  * its oldest input arrived. Under load the queue fills while the previous group runs,
@@ -43,7 +48,7 @@ struct ae__batcher {
   ae_generator *g;
   ae_generator_config cfg;
   ae__batcher_options o;
-  int dim, max_len;
+  int dim;
   pthread_t thread;
   int started;
   pthread_mutex_t mu;
@@ -76,7 +81,8 @@ void ae__hist_add(ae__hist *h, double v) {
   h->total++;
 }
 
-/* The group limits now: items (strategy, --max-batch-items) and tokens (optimizer). */
+/* The group limits now: items (the current strategy's batch size, the optimizer's
+ * largest batch, --max-batch-items); tokens are not limited beyond that. */
 static void group_limits(const ae__batcher *b, size_t *items, size_t *tokens) {
   const ae_performance_metrics *m = &b->st.perf;
   size_t it = b->cap;
@@ -87,9 +93,13 @@ static void group_limits(const ae__batcher *b, size_t *items, size_t *tokens) {
         it = (size_t)st->max_batch_size;
     }
   }
+  int opt_max = b->cfg.batch_optimizer.config.max_batch_size;
+  if (opt_max > 0 && (size_t)opt_max < it) it = (size_t)opt_max;
   if (b->o.max_batch_items > 0 && (size_t)b->o.max_batch_items < it) it = (size_t)b->o.max_batch_items;
   *items = it ? it : 1;
-  *tokens = m->batch_optimizer.token_budget > 0 ? (size_t)m->batch_optimizer.token_budget : (size_t)-1;
+  /* every input holds at most max_len tokens (the server truncates or refuses), so
+   * the item bound bounds the tokens too */
+  *tokens = (size_t)-1;
 }
 
 static int slot_tokens(const slot *s) { return s->job->tokens[s->index]; }
