@@ -21,7 +21,8 @@ if [ "${1:-}" = "--arm64" ]; then
     "${apt[@]}" update -qq
   fi
   arm=(crossbuild-essential-arm64 qemu-user-static libdnnl2:arm64 libgomp1:arm64
-       libsqlite3-dev:arm64 libxxhash-dev:arm64 libutf8proc-dev:arm64 libjansson-dev:arm64)
+       libsqlite3-dev:arm64 libxxhash-dev:arm64 libutf8proc-dev:arm64 libjansson-dev:arm64
+       libcurl4-openssl-dev:arm64 libssl-dev:arm64 libmicrohttpd-dev:arm64)
   missing=()
   for p in "${arm[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
