@@ -329,20 +329,12 @@ static enum MHD_Result respond_search(request *r) {
 
 /* ---- GET routes ------------------------------------------------------------------- */
 
-static const char *cpu_isa(void) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bf16")) return "avx512_bf16";
-  if (__builtin_cpu_supports("avx512f")) return "avx512";
-  if (__builtin_cpu_supports("avx2")) return "avx2";
-  return "baseline";
-}
-
 static enum MHD_Result respond_info(request *r) {
   ae_server *s = r->s;
   ae_encoder *enc = ae_generator_encoder(s->g);
   json_t *j = json_pack("{s:s,s:s,s:i,s:i,s:s,s:{s:s,s:i},s:i,s:i,s:b,s:s}", "model_id", s->model_name,
                         "model_dir", s->model_dir, "dim", s->dim, "max_input_length", s->max_len,
-                        "precision", ae_encoder_precision(enc), "cpu", "isa", cpu_isa(), "cores", ae__cpu_count(),
+                        "precision", ae_encoder_precision(enc), "cpu", "path", ae_cpu_path() ? ae_cpu_path() : "unknown", "cores", ae__cpu_count(),
                         "max_client_batch_size", (int)s->o.max_inputs, "max_queue", (int)s->o.max_queue,
                         "search", s->store != NULL, "version", ae_version());
   return respond_json(r, 200, j, NULL, NULL);
