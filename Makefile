@@ -3,14 +3,15 @@
 #   make test   build and run every test, then again under ASan+UBSan (and TSan for
 #               the concurrency tests)
 # Other targets: make (build), make bench, make bench-pipeline, make bench-retrieval,
-# make bench-mcp, make fuzz, make clean.
+# make bench-mcp, make fuzz, make clean,
+# make test-arm64 (cross-build for arm64 into build-arm64/, release tests under qemu).
 # All build output lands in build/ (release), build-asan/, build-tsan/, build-fuzz/.
 
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 CTEST = ctest --output-on-failure --no-tests=error -j$(JOBS) --output-junit ctest-junit.xml
 
-.PHONY: all deps deps-test build test test-release test-asan test-tsan demo bench bench-pipeline bench-retrieval bench-mcp fuzz clean
+.PHONY: all deps deps-test build test test-release test-asan test-tsan test-arm64 demo bench bench-pipeline bench-retrieval bench-mcp fuzz clean
 
 all: build
 
@@ -45,6 +46,20 @@ test-tsan: deps-test
 	@cmake --build build-tsan -j$(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST) -L tsan
 
+# The arm64 cross build: Debian's cross toolchain and :arm64 libraries (tools/deps.sh
+# --arm64), every release test run under qemu-aarch64-static except those that need
+# Python (the float64 PyTorch reference), AVX-512 (bf16) or an x86 host (qemu Haswell),
+# and test_probe: qemu-user fakes /proc/self/stat, whose CPU times then read 0.
+ARM64_DNNL = $(CURDIR)/build-arm64/dnnl-dev
+ARM64_EXCLUDE = test_encoder_reference|test_model_python|test_encoder_bf16|test_qemu_haswell|test_probe
+test-arm64:
+	@tools/deps.sh --arm64 $(ARM64_DNNL)
+	@cmake -S . -B build-arm64 -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_TOOLCHAIN_FILE=$(CURDIR)/cmake/aarch64-linux-gnu.cmake \
+	  -Ddnnl_DIR=$(ARM64_DNNL)/usr/lib/aarch64-linux-gnu/cmake/dnnl $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-arm64 -j$(JOBS)
+	cd build-arm64 && $(CTEST) -E '$(ARM64_EXCLUDE)'
+
 demo: build
 	@tools/demo.sh
 
@@ -71,4 +86,4 @@ fuzz: deps-test
 	@bench/fuzz.sh
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-arm64

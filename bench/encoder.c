@@ -27,6 +27,12 @@
  * bf16/f32 speed ratios and the bf16 vectors' closeness to f32 are printed. The
  * issue's checks stay f32-only.
  *
+ * Unless --no-cpu-paths, astembed also runs workload (b) on each CPU path of its
+ * kernels (avx512, avx2, generic: ASTEMBED_CPU, which caps oneDNN too), each in its
+ * own process (the path is chosen once per process), the paths taking turns in every
+ * round; the table gives items/s per path, the ratio to the best path and the max
+ * |diff| of each path's vectors from the best path's (a check: <= 1e-5).
+ *
  * Every timing is the median of several repetitions after warm-up. GFLOP/s counts
  * useful work only (real tokens, never padding): per layer 2·T·(4H² + 2HI) for the
  * dense layers plus 4·ΣL²·H for attention scores and context.
@@ -63,7 +69,8 @@
 typedef struct {
   const char *model, *data, *workdir, *torch_cmd, *ort_cmd, *json_out, *rss_probe;
   int threads, n_ann, fixed_batches, warmup_batches, reps_fixed, reps_ann, rounds;
-  int gemm_reps, own32, bf16;
+  int gemm_reps, own32, bf16, cpu_paths;
+  const char *path_probe;
   uint64_t seed;
 } options;
 
@@ -87,7 +94,8 @@ static void usage(FILE *f) {
     "  --seed N             seed of the random ids of (a) (default 1)\n"
     "  --json FILE          write every measurement as JSON\n"
     "  --no-own32           skip the astembed row 'packed, input order /32' (saves time)\n"
-    "  --no-bf16            skip the astembed-bf16 rows (precision bf16)\n");
+    "  --no-bf16            skip the astembed-bf16 rows (precision bf16)\n"
+    "  --no-cpu-paths       skip the per-CPU-path rows (avx512, avx2, generic)\n");
 }
 
 static int parse_int(const char *s, const char *flag, int min) {
@@ -104,12 +112,13 @@ static void parse_args(int argc, char **argv, options *o) {
   *o = (options){.data = "../shared/testdata/cpython-stdlib-annotations.jsonl",
                  .workdir = ".", .threads = 2, .n_ann = 2000, .fixed_batches = 4,
                  .warmup_batches = 2, .reps_fixed = 5, .reps_ann = 3, .rounds = 1, .bf16 = 1,
-                 .gemm_reps = 20, .seed = 1, .own32 = 1};
+                 .gemm_reps = 20, .seed = 1, .own32 = 1, .cpu_paths = 1};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
     if (!strcmp(a, "--no-own32")) { o->own32 = 0; continue; }
     if (!strcmp(a, "--no-bf16")) { o->bf16 = 0; continue; }
+    if (!strcmp(a, "--no-cpu-paths")) { o->cpu_paths = 0; continue; }
     if (i + 1 >= argc) { fprintf(stderr, "bench_encoder: %s needs a value\n", a); exit(2); }
     const char *v = argv[++i];
     if (!strcmp(a, "--model")) o->model = v;
@@ -119,6 +128,7 @@ static void parse_args(int argc, char **argv, options *o) {
     else if (!strcmp(a, "--ort-cmd")) o->ort_cmd = v;
     else if (!strcmp(a, "--json")) o->json_out = v;
     else if (!strcmp(a, "--rss-probe")) o->rss_probe = v;
+    else if (!strcmp(a, "--path-probe")) o->path_probe = v;
     else if (!strcmp(a, "--threads")) o->threads = parse_int(v, a, 1);
     else if (!strcmp(a, "--n-ann")) o->n_ann = parse_int(v, a, 0);
     else if (!strcmp(a, "--fixed-batches")) o->fixed_batches = parse_int(v, a, 1);
@@ -387,6 +397,15 @@ typedef struct {
   float *sample_vec[S_COUNT];
   size_t sample_n, dim;
 } results;
+
+/* astembed on workload (b) per CPU path of its kernels (run_cpu_paths) */
+enum { CP_COUNT = 3 };
+static const char *const cpu_path_name[CP_COUNT] = {"avx512", "avx2", "generic"};
+typedef struct {
+  result r;
+  float *sample;           /* the first round's vectors */
+  char got[16];            /* the path the probe reported ("" = not run) */
+} cpu_path_result;
 
 static void add_times(result *r, const double *t, size_t n) {
   for (size_t i = 0; i < n && r->ntimes < 256; i++) r->times[r->ntimes++] = t[i];
@@ -796,7 +815,7 @@ static json_t *result_json(const result *r) {
 }
 
 static void write_results_json(const char *path, const results *res, const gemm_shape *g, int ng,
-                               const check *checks, int nchecks) {
+                               const check *checks, int nchecks, const cpu_path_result *cp) {
   json_t *root = json_object(), *sys = json_object();
   for (int s = 0; s < S_COUNT; s++) {
     json_t *o = json_object();
@@ -818,6 +837,11 @@ static void write_results_json(const char *path, const results *res, const gemm_
       json_array_append_new(ca, json_pack("{s:s, s:f, s:f}", "check", checks[i].what, "value",
                                           checks[i].value, "target", checks[i].target));
   json_object_set_new(root, "checks", ca);
+  json_t *cpo = json_object();
+  for (int p = 0; p < CP_COUNT; p++)
+    if (cp[p].r.present && !strcmp(cp[p].got, cpu_path_name[p]))
+      json_object_set_new(cpo, cpu_path_name[p], result_json(&cp[p].r));
+  json_object_set_new(root, "cpu_paths", cpo);
   if (json_dump_file(root, path, JSON_INDENT(1)))
     fprintf(stderr, "bench_encoder: cannot write %s\n", path);
   json_decref(root);
@@ -850,10 +874,121 @@ static void measure_rss(const options *o, const char *rss_path, results *res) {
       fprintf(stderr, "bench_encoder: %s RSS probe failed\n", system_name[s]), res->rss[s] = 0;
 }
 
+/* --path-probe WORK.json: workload (b) the encoder's own way on the CPU path this
+ * process got (ASTEMBED_CPU), after warm-up; prints {"path", "times_s", "items",
+ * "real_tokens", "sample": the sample's vectors} on stdout. */
+static int path_probe(const options *o) {
+  json_error_t err;
+  json_t *work = json_load_file(o->path_probe, 0, &err);
+  if (!work) { fprintf(stderr, "bench_encoder: %s:%d: %s\n", o->path_probe, err.line, err.text); return 1; }
+  seqset ann = seqset_from_json(json_object_get(work, "annotations"), o->path_probe);
+  seqset sample = seqset_from_json(json_object_get(work, "sample"), o->path_probe);
+  int reps = (int)json_integer_value(json_object_get(work, "reps_ann"));
+  int warmup = (int)json_integer_value(json_object_get(work, "warmup_batches"));
+  json_decref(work);
+  ae_encoder *enc = load_encoder(o);
+  size_t dim = (size_t)ae_encoder_dim(enc);
+  float *out = malloc((ann.n > sample.n ? ann.n : sample.n) * dim * sizeof *out);
+  json_t *times = json_array(), *vec = json_array();
+  astembed_pass(enc, &sample, BATCH, out, 0);
+  for (size_t i = 0; i < sample.n * dim; i++) json_array_append_new(vec, json_real(out[i]));
+  if (warmup) astembed_pass(enc, &ann, BATCH, out, (size_t)warmup);
+  for (int k = 0; k < (reps > 0 ? reps : 1); k++)
+    json_array_append_new(times, json_real(astembed_pass(enc, &ann, 0, out, 0)));
+  json_t *r = json_pack("{s:s, s:o, s:I, s:I, s:o}", "path", ae_cpu_path(), "times_s", times,
+                        "items", (json_int_t)ann.n, "real_tokens", (json_int_t)seqset_tokens(&ann),
+                        "sample", vec);
+  char *txt = json_dumps(r, JSON_COMPACT);
+  puts(txt ? txt : "{}");
+  free(txt);
+  json_decref(r);
+  free(out);
+  ae_encoder_free(enc);
+  seqset_free(&ann);
+  seqset_free(&sample);
+  return 0;
+}
+
+/* One round of the per-path rows: each path's probe in its own process, in turn. */
+
+static void run_cpu_paths(const options *o, const char *work_path, const seqset *ann,
+                          const seqset *sample, size_t dim, shape m, cpu_path_result *cp) {
+  char self[4096], cmd[8400];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) { fprintf(stderr, "bench_encoder: cannot find my own binary\n"); return; }
+  self[n] = 0;
+  char *out_path = workpath(o, "path.json");
+  for (int p = 0; p < CP_COUNT; p++) {
+    fprintf(stderr, "bench_encoder: workload (b) on CPU path %s ...\n", cpu_path_name[p]);
+    snprintf(cmd, sizeof cmd, "env ASTEMBED_CPU=%s '%s' --model '%s' --threads %d --path-probe",
+             cpu_path_name[p], self, o->model, o->threads);
+    if (run_child(cmd, work_path, out_path, NULL)) {
+      fprintf(stderr, "bench_encoder: the %s path probe failed\n", cpu_path_name[p]);
+      continue;
+    }
+    json_error_t err;
+    json_t *r = json_load_file(out_path, 0, &err);
+    const char *got = json_string_value(json_object_get(r, "path"));
+    json_t *t = json_object_get(r, "times_s"), *vec = json_object_get(r, "sample");
+    if (!got || !json_is_array(t) || json_array_size(vec) != sample->n * dim) {
+      fprintf(stderr, "bench_encoder: %s: bad path probe output\n", out_path);
+      json_decref(r);
+      continue;
+    }
+    snprintf(cp[p].got, sizeof cp[p].got, "%s", got);
+    double tv[256];
+    size_t nt = json_array_size(t) < 256 ? json_array_size(t) : 256;
+    for (size_t i = 0; i < nt; i++) tv[i] = json_real_value(json_array_get(t, i));
+    add_times(&cp[p].r, tv, nt);
+    cp[p].r.items = ann->n;
+    cp[p].r.real_tokens = cp[p].r.padded_tokens = seqset_tokens(ann);
+    cp[p].r.flops = useful_flops(ann, m);
+    if (!cp[p].sample) {
+      cp[p].sample = malloc(sample->n * dim * sizeof(float));
+      for (size_t i = 0; i < sample->n * dim; i++)
+        cp[p].sample[i] = (float)json_real_value(json_array_get(vec, i));
+    }
+    json_decref(r);
+  }
+  ae__free(out_path);
+}
+
+
+/* The per-path rows; returns the number of failed checks (vectors off the best path's). */
+static int print_cpu_paths(const cpu_path_result *cp, size_t sample_n, size_t dim) {
+  int best = -1, failed = 0;
+  for (int p = 0; p < CP_COUNT && best < 0; p++)
+    if (cp[p].r.present && !strcmp(cp[p].got, cpu_path_name[p])) best = p;
+  if (best < 0) return 0;
+  printf("\nCPU paths, workload (b) the own way, one process per path (ASTEMBED_CPU; caps oneDNN too):\n");
+  printf("%-10s %12s %12s %10s %10s %14s\n", "path", "items/s", "tokens/s", "median s",
+         "vs best", "max |diff|");
+  for (int p = 0; p < CP_COUNT; p++) {
+    if (!cp[p].r.present) { printf("%-10s %12s\n", cpu_path_name[p], "(failed)"); continue; }
+    if (strcmp(cp[p].got, cpu_path_name[p])) {   /* capped to a lower path: the CPU lacks it */
+      printf("%-10s %12s (the CPU lacks it: ran %s)\n", cpu_path_name[p], "n/a", cp[p].got);
+      continue;
+    }
+    double d = max_abs_diff(cp[p].sample, cp[best].sample, sample_n * dim);
+    printf("%-10s %12.1f %12.0f %10.3f %9.2fx %14.2e\n", cpu_path_name[p], items_per_s(&cp[p].r),
+           tokens_per_s(&cp[p].r), median(cp[p].r.times, cp[p].r.ntimes),
+           items_per_s(&cp[p].r) / items_per_s(&cp[best].r), d);
+    if (p != best) {
+      char what[96];
+      snprintf(what, sizeof what, "same vectors: max |%s - %s| (%zu seqs)", cpu_path_name[p],
+               cpu_path_name[best], sample_n);
+      printf("%-48s %10.2e %10.0e  %s\n", what, d, 1e-5, d <= 1e-5 ? "PASS" : "FAIL");
+      failed += !(d <= 1e-5);
+    }
+  }
+  return failed;
+}
+
 int main(int argc, char **argv) {
   options o;
   parse_args(argc, argv, &o);
   if (o.rss_probe) return rss_probe(&o);
+  if (o.path_probe) return path_probe(&o);
   mkdir(o.workdir, 0777);
   shape m = read_shape(o.model);
 
@@ -922,6 +1057,7 @@ int main(int argc, char **argv) {
   gemm_shape g16[NG];   /* the same shapes in bf16 (when the bf16 rows run) */
   memcpy(g16, g, sizeof g);
   const char *cmds[S_COUNT] = {NULL, o.torch_cmd, o.ort_cmd};
+  cpu_path_result cpu[CP_COUNT] = {0};
   for (int round = 0; round < o.rounds; round++) {
     fprintf(stderr, "bench_encoder: oneDNN GEMM ceiling, then astembed (round %d) ...\n", round + 1);
     measure_gemm(&o, g, NG, dnnl_f32);
@@ -941,6 +1077,7 @@ int main(int argc, char **argv) {
     if (enc16) measure_gemm(&o, g16, NG, dnnl_bf16);
     for (int s = S_TORCH; s < S_COUNT; s++)
       if (cmds[s]) run_peer(&o, s, cmds[s], work_path, round, res, m, &fixed, &ann);
+    if (o.cpu_paths && ann.n) run_cpu_paths(&o, work_path, &ann, &sample, res->dim, m, cpu);
   }
   ae_encoder_free(enc);
   ae_encoder_free(enc16);
@@ -952,10 +1089,12 @@ int main(int argc, char **argv) {
   int nchecks;
   print_table(res, g, g16, NG, m, weights_bytes, checks, &nchecks);
   int failed = print_checks(res, checks, nchecks, weights_bytes);
+  failed += print_cpu_paths(cpu, sample.n, res->dim);
   printf("\nversions: astembed %s, pytorch %s, onnxruntime-node %s\n", res->version[S_AE],
          res->version[S_TORCH][0] ? res->version[S_TORCH] : "(not run)",
          res->version[S_ORT][0] ? res->version[S_ORT] : "(not run)");
-  if (o.json_out) write_results_json(o.json_out, res, g, NG, checks, nchecks);
+  if (o.json_out) write_results_json(o.json_out, res, g, NG, checks, nchecks, cpu);
+  for (int p = 0; p < CP_COUNT; p++) free(cpu[p].sample);
 
   for (int s = 0; s < S_COUNT; s++) free(res->sample_vec[s]);
   free(res);

@@ -806,6 +806,83 @@ int ae_generator_optimize(ae_generator *g);
 void ae_generator_free(ae_generator *g);
 
 /* ======================================================================== */
+/* Embedding server (src/serve) and the metrics writers it shares            */
+/* ======================================================================== */
+
+/* Embeds n raw texts (no annotation text building; the store is neither read nor
+ * written) into results[n], in input order: the memory cache tier keyed by the text
+ * (its XXH3-128), then the misses tokenized, ordered by length and cut into batches
+ * exactly as ae_generator_embed does. results[i].node_id is NULL; tokens is the
+ * number of tokens embedded (0 for a cache hit). lens may be NULL (NUL-terminated
+ * texts). One call at a time per generator. */
+AE_EXTERN int ae_generator_embed_texts(ae_generator *g, const char *const *texts, const size_t *lens,
+                                       size_t n, ae_embed_result *results);
+
+/* The index's counters (ae_store_stats) as Prometheus exposition text, written from
+ * the same metrics table as the generator's metrics and the server's /metrics.
+ * Allocated; ae_free. NULL on allocation failure. */
+AE_EXTERN char *ae_store_stats_prometheus(const ae_store_stats *st);
+
+/* Search hits as the JSON document of `astembed query --format json` (and the
+ * server's /search): {"query", "mode", "model" (null when none), "results": [{rank,
+ * score, lexicalRank, vectorRank, nodeId, file, startLine, endLine, nodeType,
+ * language, signature, summary, snippet: [first `lines` non-blank lines]}]}. mode:
+ * AE_SEARCH_*. Allocated; ae_free. */
+AE_EXTERN char *ae_search_hits_json(const char *query, int mode, const char *model, const ae_search_hit *hits,
+                                    size_t n, int lines);
+
+/* `astembed serve`: an HTTP server (libmicrohttpd) with
+ *   POST /v1/embeddings  the OpenAI embeddings API (input string or array of strings,
+ *                        encoding_format float|base64), OpenAI error objects
+ *   POST /embed          Text Embeddings Inference's /embed (inputs, normalize, truncate)
+ *   POST /search         {query, top_k, filters{language, node_type, path}} over the
+ *                        store (only with db_path): the hits of `astembed query --format json`
+ *   GET  /health, /info, /metrics (Prometheus text)
+ * Inputs of concurrent requests share one bounded queue, and one batcher thread
+ * embeds them together (see src/serve/server.c). */
+typedef struct ae_server ae_server;
+
+typedef struct {
+  const char *model_dir;         /* model folder (required unless generator->model.path is set) */
+  const char *model_name;        /* name echoed in responses; NULL = the folder's last component */
+  const char *db_path;           /* index database for /search; NULL = no /search (404) */
+  const char *host;              /* numeric IPv4/IPv6 address to bind; NULL = "127.0.0.1" */
+  int port;                      /* 0 = any free port (ae_server_port tells which) */
+  const char *api_key;           /* non-NULL: every route but /health needs
+                                    "Authorization: Bearer KEY" (compared in constant time) */
+  const ae_generator_config *generator; /* cache, batch optimizer, memory processor;
+                                    NULL = the defaults */
+  const char *load_cache_dir;    /* ae_encoder_options.cache_dir; NULL = none */
+  size_t max_body_bytes;         /* request body bound; 0 = 4 MiB (413 beyond) */
+  size_t max_inputs;             /* inputs per request; 0 = 2048 (413 beyond) */
+  size_t max_input_bytes;        /* bytes per input; 0 = 256 KiB (413 beyond) */
+  size_t max_queue;              /* queued inputs; 0 = 4096 (429 + Retry-After beyond) */
+  int max_batch_items;           /* most inputs per batch; 0 = the optimizer's and the
+                                    memory strategy's; 1 = no cross-request batching */
+  double max_wait_ms;            /* how long the batcher waits for more inputs once one
+                                    is queued; 0 = 2 ms; negative = no wait */
+  unsigned timeout_s;            /* idle connection timeout (slow clients); 0 = 30 */
+  unsigned threads;              /* HTTP threads; 0 = 2 */
+  unsigned max_connections;      /* 0 = 512 */
+  int quiet;                     /* no request log lines on stderr */
+} ae_server_options;
+
+AE_EXTERN void ae_server_options_default(ae_server_options *o);
+/* Loads the model (and opens the store read-only when db_path is set), binds the
+ * address and starts serving. AE_EINVAL names a bad option; AE_EIO when the address
+ * cannot be bound. */
+AE_EXTERN int ae_server_new(const ae_server_options *o, ae_server **out);
+/* The bound TCP port. */
+AE_EXTERN int ae_server_port(const ae_server *s);
+/* Blocks until ae_server_stop, then stops accepting connections, answers every
+ * request already accepted (new requests on open connections get 503), waits for the
+ * responses to be sent (at most timeout_s) and returns AE_OK. */
+AE_EXTERN int ae_server_run(ae_server *s);
+/* Async-signal-safe (call it from a SIGTERM handler). */
+AE_EXTERN void ae_server_stop(ae_server *s);
+AE_EXTERN void ae_server_free(ae_server *s);
+
+/* ======================================================================== */
 /* Lexical and hybrid search (src/store/lexical.c, src/store/fts_tokenizer.c) */
 /* ======================================================================== */
 
@@ -910,6 +987,14 @@ typedef struct {
   int verbose;                 /* 1 = log each request to stderr */
 } ae_mcp_options;
 AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
+/* ---- CPU path ---------------------------------------------------------------
+ * The hand-written kernels exist for AVX-512, AVX2+FMA and portable C; the best one
+ * the CPU has is chosen once per process (at the first encoder load or call here),
+ * capped by the environment variable ASTEMBED_CPU=avx512|avx2|generic, which caps
+ * oneDNN's instruction set too. Returns "avx512", "avx2" or "generic" (always
+ * "generic" off x86-64), or NULL when ASTEMBED_CPU holds another value
+ * (ae_last_error() says which). */
+AE_EXTERN const char *ae_cpu_path(void);
 
 #ifdef __cplusplus
 }

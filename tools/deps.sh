@@ -3,12 +3,48 @@
 #   tools/deps.sh [build]   building and running: make, make demo (the default)
 #   tools/deps.sh test      build + what only the tests need: make test
 #   tools/deps.sh bench     build + the benchmark peers' runtime: make bench
+#   tools/deps.sh --arm64 DIR   the arm64 cross build: make test-arm64 (see below)
 # Idempotent: does nothing when every package is already installed. Uses sudo when
 # not root; waits up to 10 minutes for another apt/dpkg to finish.
 set -euo pipefail
+
+# --arm64 DIR (make test-arm64 only): the arm64 cross toolchain, qemu-aarch64-static
+# and the :arm64 multiarch libraries. libdnnl-dev:arm64 cannot be installed beside
+# libdnnl-dev:amd64 (Multi-Arch: same, but the two dnnl_config.h differ), so it is
+# unpacked into DIR, its libdnnl.so.* pointing at libdnnl2:arm64's.
+if [ "${1:-}" = "--arm64" ]; then
+  dir=${2:?usage: tools/deps.sh --arm64 DIR}
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  apt=($SUDO apt-get -o DPkg::Lock::Timeout=600)
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    $SUDO dpkg --add-architecture arm64
+    "${apt[@]}" update -qq
+  fi
+  arm=(crossbuild-essential-arm64 qemu-user-static libdnnl2:arm64 libgomp1:arm64
+       libsqlite3-dev:arm64 libxxhash-dev:arm64 libutf8proc-dev:arm64 libjansson-dev:arm64)
+  missing=()
+  for p in "${arm[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "deps: installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+  if [ ! -f "$dir/usr/lib/aarch64-linux-gnu/cmake/dnnl/dnnl-config.cmake" ]; then
+    dl=$(mktemp -d)
+    (cd "$dl" && apt-get download libdnnl-dev:arm64 2>/dev/null)
+    mkdir -p "$dir"
+    dpkg-deb -x "$dl"/libdnnl-dev_*_arm64.deb "$dir"
+    rm -rf "$dl"
+    for so in /usr/lib/aarch64-linux-gnu/libdnnl.so.*; do
+      ln -sf "$so" "$dir/usr/lib/aarch64-linux-gnu/"
+    done
+  fi
+  exit 0
+fi
 mode="${1:-build}"
 case "$mode" in --bench) mode=bench ;; build|test|bench) ;;
-  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
   *) echo "deps: unknown list '$mode' (build, test or bench)" >&2; exit 2 ;;
 esac
 

@@ -28,4 +28,8 @@ const char *cli_load_cache_dir(void);
 /* --precision VALUE of subcommand cmd: AE_PRECISION_*, or -1 after printing the usage
  * error (defined in main.c). */
 int cli_parse_precision(const char *cmd, const char *value);
+
+/* Prints "cpu path: NAME" (ae_cpu_path) to stdout and returns CLI_OK, or reports a
+ * bad ASTEMBED_CPU and returns CLI_USAGE (defined in main.c). */
+int cli_print_cpu_path(void);
 #endif

@@ -53,6 +53,7 @@ static int print_info(const ae__bert_model *m, int json) {
         "pooling", ae__pooling_name(m->pooling), "normalize", m->normalize,
         "max_length", m->max_length, "parameters", (json_int_t)m->n_params,
         "bert_prefix", m->bert_prefix, "fingerprint", fp);
+    json_object_set_new(o, "cpu_path", json_string(ae_cpu_path()));
     char *s = json_dumps(o, JSON_COMPACT);
     puts(s ? s : "{}");
     free(s);
@@ -70,6 +71,7 @@ static int print_info(const ae__bert_model *m, int json) {
   printf("pooling:      %s%s\n", ae__pooling_name(m->pooling), m->normalize ? ", L2-normalised" : "");
   printf("max length:   %d tokens\n", m->max_length);
   printf("fingerprint:  %s\n", fp);
+  printf("cpu path:     %s\n", ae_cpu_path());
   return CLI_OK;
 }
 
@@ -91,6 +93,10 @@ static int cmd_info(int argc, char **argv) {
   }
   if (!dir) {
     fprintf(stderr, "astembed model info: --model DIR is required (or set ASTEMBED_MODEL)\n");
+    return CLI_USAGE;
+  }
+  if (!ae_cpu_path()) {
+    fprintf(stderr, "astembed model info: %s\n", ae_last_error());
     return CLI_USAGE;
   }
   ae__bert_model *m;

@@ -147,7 +147,6 @@ static void snippet_lines(const char *s, long n, void (*emit)(void *, const char
 
 static void emit_plain(void *ud, const char *s, size_t n) { (void)ud; printf("     | %.*s\n", (int)n, s); }
 static void emit_md(void *ud, const char *s, size_t n) { (void)ud; printf("%.*s\n", (int)n, s); }
-static void emit_json(void *ud, const char *s, size_t n) { json_array_append_new(ud, json_stringn(s, n)); }
 
 static void print_plain(const qopts *o, const ae_search_hit *h, size_t n) {
   if (!n) { printf("no results\n"); return; }
@@ -177,35 +176,9 @@ static void print_md(const qopts *o, const ae_search_hit *h, size_t n, const cha
   }
 }
 
-static json_t *rank_or_null(int r) { return r ? json_integer(r) : json_null(); }
-
 static void print_json(const qopts *o, const ae_search_hit *h, size_t n, const char *model) {
-  json_t *root = json_object(), *arr = json_array();
-  json_object_set_new(root, "query", json_string(o->text));
-  json_object_set_new(root, "mode", json_string(ae_search_mode_name(o->mode)));
-  json_object_set_new(root, "model", model ? json_string(model) : json_null());
-  for (size_t i = 0; i < n; i++) {
-    json_t *r = json_object(), *lines = json_array();
-    json_object_set_new(r, "rank", json_integer((json_int_t)i + 1));
-    json_object_set_new(r, "score", json_real(h[i].score));
-    json_object_set_new(r, "lexicalRank", rank_or_null(h[i].lexical_rank));
-    json_object_set_new(r, "vectorRank", rank_or_null(h[i].vector_rank));
-    json_object_set_new(r, "nodeId", json_string(h[i].node_id));
-    json_object_set_new(r, "file", json_string(h[i].file_path));
-    json_object_set_new(r, "startLine", json_integer(h[i].start_line));
-    json_object_set_new(r, "endLine", json_integer(h[i].end_line));
-    json_object_set_new(r, "nodeType", json_string(h[i].node_type));
-    json_object_set_new(r, "language", json_string(h[i].language));
-    json_object_set_new(r, "signature", json_string(h[i].signature));
-    json_object_set_new(r, "summary", json_string(h[i].summary));
-    snippet_lines(h[i].snippet, o->lines, emit_json, lines);
-    json_object_set_new(r, "snippet", lines);
-    json_array_append_new(arr, r);
-  }
-  json_object_set_new(root, "results", arr);
-  char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-  if (s) { puts(s); free(s); }
-  json_decref(root);
+  char *s = ae_search_hits_json(o->text, o->mode, model, h, n, (int)o->lines);
+  if (s) { puts(s); ae_free(s); }
 }
 
 static void print_hits(const qopts *o, const ae_search_hit *hits, size_t nh, const char *model) {

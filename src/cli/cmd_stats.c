@@ -49,16 +49,13 @@ int cmd_stats(int argc, char **argv) {
   if (json) {
     puts(js);
   } else if (prom) {
-    printf("# HELP astembed_index_annotations Annotations in the index.\n# TYPE astembed_index_annotations gauge\n"
-           "astembed_index_annotations %llu\n", s.annotations);
-    printf("# HELP astembed_index_files Distinct files in the index.\n# TYPE astembed_index_files gauge\n"
-           "astembed_index_files %llu\n", s.files);
-    printf("# HELP astembed_index_vectors Stored vectors (all models).\n# TYPE astembed_index_vectors gauge\n"
-           "astembed_index_vectors %llu\n", s.vectors);
-    printf("# HELP astembed_index_bytes Database size including its WAL.\n# TYPE astembed_index_bytes gauge\n"
-           "astembed_index_bytes %llu\n", s.db_bytes);
-    printf("# HELP astembed_index_generation Committed changes so far.\n# TYPE astembed_index_generation counter\n"
-           "astembed_index_generation %llu\n", s.generation);
+    /* the index counters come from the one metrics table (ae_store_stats_prometheus) */
+    ae_store_stats counters = {.annotations = s.annotations, .vectors = s.vectors, .current_vectors = s.current_vectors,
+                         .files = s.files, .db_bytes = s.db_bytes, .generation = s.generation};
+    char *text = ae_store_stats_prometheus(&counters);
+    if (!text) { json_decref(root); ae_free(js); ae_store_close(st); return cli_fail("writing metrics", AE_ENOMEM); }
+    fputs(text, stdout);
+    ae_free(text);
     printf("# HELP astembed_index_model_vectors Current vectors per model.\n# TYPE astembed_index_model_vectors gauge\n");
     json_array_foreach(models, i, m)
       printf("astembed_index_model_vectors{model=\"%s\",fingerprint=\"%s\",dim=\"%d\"} %lld\n",

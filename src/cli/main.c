@@ -11,6 +11,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 
 /* Subcommands, one per cmd_*.c file. */
@@ -21,6 +22,7 @@ static const cli_command commands[] = {
   {"embed", cmd_embed, "embed annotations (JSONL or SQLite) into the index database"},
   {"query", cmd_query, "semantic search over the index"},
   {"stats", cmd_stats, "what the index holds"},
+  {"serve", cmd_serve, "HTTP embedding server (OpenAI /v1/embeddings, /embed, /search, /metrics)"},
   {"mcp", cmd_mcp, "serve the index to AI assistants (Model Context Protocol, stdio)"},
   {NULL, NULL, NULL},
 };
@@ -33,7 +35,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", c->name, c->summary);
   fprintf(f, "\nRun 'astembed <command> --help' for a command's options.\n"
              "Environment: ASTEMBED_MODEL (default model folder), ASTEMBED_CACHE_DIR (load\n"
-             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive).\n");
+             "cache, 'off' to disable), OMP_WAIT_POLICY (embed and encode default to passive),\n"
+             "ASTEMBED_CPU (avx512, avx2 or generic: caps the kernels' instruction set).\n");
 }
 
 int cli_fail(const char *what, int status) {
@@ -43,6 +46,16 @@ int cli_fail(const char *what, int status) {
   else
     fprintf(stderr, "astembed: %s: %s\n", what, ae_strerror(status));
   return CLI_FAIL;
+}
+
+int cli_print_cpu_path(void) {
+  const char *path = ae_cpu_path();
+  if (!path) {
+    fprintf(stderr, "astembed: %s\n", ae_last_error());
+    return CLI_USAGE;
+  }
+  printf("cpu path: %s\n", path);
+  return CLI_OK;
 }
 
 const char *cli_default_model(void) {
@@ -89,12 +102,16 @@ static void prefer_passive_openmp(char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2) { usage(stderr); return CLI_USAGE; }
-  if (!strcmp(argv[1], "embed") || !strcmp(argv[1], "encode")) prefer_passive_openmp(argv);
+  if (!strcmp(argv[1], "embed") || !strcmp(argv[1], "encode") || !strcmp(argv[1], "serve"))
+    prefer_passive_openmp(argv);
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(stdout);
     return CLI_OK;
   }
-  if (!strcmp(argv[1], "--version")) { printf("astembed %s\n", ae_version()); return CLI_OK; }
+  if (!strcmp(argv[1], "--version")) {
+    printf("astembed %s\n", ae_version());
+    return cli_print_cpu_path();
+  }
   for (const cli_command *c = commands; c->name; c++)
     if (!strcmp(argv[1], c->name)) return c->run(argc - 1, argv + 1);
   fprintf(stderr, "astembed: unknown command '%s'\n\n", argv[1]);

@@ -177,6 +177,8 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
                      opts->max_length, c->max_positions);
   int prec = AE_PRECISION_F32;
   if (opts && ae__precision_option(opts->precision, &prec)) return AE_EINVAL;
+  int rc = ae__cpu_select();   /* kernel path and oneDNN's ISA cap, before oneDNN's first use */
+  if (rc) return rc;
   ae_encoder *enc = ae__calloc(1, sizeof *enc);
   if (!enc) return ae__error(AE_ENOMEM, "encoder: out of memory");
   enc->model = m;
@@ -189,7 +191,6 @@ int ae__encoder_new(ae__bert_model *m, void (*free_model)(ae__bert_model *),
   enc->chunk_tokens = 2048;
   enc->ffn_rows = 1024;
   omp_set_num_threads(enc->threads);
-  int rc = AE_OK;
   if (dnnl_engine_create(&enc->eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_stream_create(&enc->st, enc->eng, dnnl_stream_default_flags) != dnnl_success) {
     rc = ae__error(AE_EUNSUPPORTED, "encoder: cannot create the oneDNN CPU engine");

@@ -4,7 +4,8 @@
  * padding anywhere); the dense layers are oneDNN matmuls over those T rows with
  * weights prepacked once at load; attention runs per sequence and head with the
  * sequence's own length. See encoder.c for the pipeline, gemm.c for the oneDNN
- * wrapper and kernels.c for the hand-written AVX-512 parts. */
+ * wrapper, kernels.c for the hand-written parts and cpu.c for the choice of their
+ * instruction set (kernels_avx512.c, kernels_avx2.c, kernels_generic.c). */
 #ifndef AE_ENCODER_INTERNAL_H
 #define AE_ENCODER_INTERNAL_H
 #include "common/common.h"
@@ -73,6 +74,42 @@ void ae__to_bf16_portable(const float *src, uint16_t *dst, size_t n);
 
 void *ae__aligned_alloc(size_t bytes);   /* 64-byte aligned, through the hook */
 void ae__aligned_free(void *p);
+
+/* ---- per-ISA kernels (cpu.c, kernels_avx512.c, kernels_avx2.c, kernels_generic.c)
+ *
+ * The vectorised inner loops of the forward pass, one table per instruction set.
+ * kernels_generic.c is portable C and the reference the others are tested against
+ * (tests/encoder/test_kernels.c). The table in use is chosen once per process from
+ * CPUID, capped by ASTEMBED_CPU (cpu.c). */
+enum { AE__CPU_GENERIC = 0, AE__CPU_AVX2 = 1, AE__CPU_AVX512 = 2, AE__CPU_PATHS = 3 };
+typedef struct {
+  const char *name;                                  /* "avx512", "avx2", "generic" */
+  /* LayerNorm of one row of H floats in place (two passes: mean, centred variance) */
+  void (*layernorm_row)(float *x, int H, const float *g, const float *b, float eps);
+  /* dst[c] = a[c] + b[c] + c3[c], c < H */
+  void (*add3_row)(const float *a, const float *b, const float *c3, int H, float *dst);
+  /* one head of one sequence of L tokens (q/k/v rows ldq apart, context rows ldc
+   * apart); kt and p: scratch, 64-byte aligned, ae__attention_scratch_floats */
+  void (*attend_head)(const float *q0, const float *k0, const float *v0, float *c0,
+                      size_t ldq, size_t ldc, int L, int d, float scale, float *kt, float *p);
+  /* out[4r + j] = sum_k a[r][k] * w[j][k], k < K */
+  void (*dot4x4)(const float *const *a, const float *const *w, int K, float *out);
+} ae__kernels;
+
+extern const ae__kernels ae__kernels_generic;
+#if defined(__x86_64__)
+extern const ae__kernels ae__kernels_avx2, ae__kernels_avx512;
+#endif
+/* The table of one path, or NULL when this CPU (or this build's architecture) lacks
+ * it; ignores ASTEMBED_CPU. */
+const ae__kernels *ae__kernels_for(int path);
+/* The process-wide choice (made once): the best path this CPU has, capped by
+ * ASTEMBED_CPU, with oneDNN capped to match. AE_EINVAL naming the value when
+ * ASTEMBED_CPU is not avx512, avx2 or generic; AE_EUNSUPPORTED when oneDNN refused
+ * the cap. Call before the first oneDNN primitive is created. */
+int ae__cpu_select(void);
+/* The chosen table (the generic one when the choice failed). */
+const ae__kernels *ae__kernels_active(void);
 
 /* ---- kernels (kernels.c) -------------------------------------------------- */
 

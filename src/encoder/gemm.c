@@ -17,7 +17,9 @@
  * post-ops and C stay f32, so only the GEMM inputs lose precision (8 bits of
  * mantissa, relative rounding error <= 2^-9 per element). */
 #include "encoder/encoder.h"
+#if defined(__x86_64__)
 #include <immintrin.h>
+#endif
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -122,7 +124,7 @@ int ae__gemm_init_bf16(ae__gemm *g, dnnl_engine_t eng, int K, int N, int epilogu
   int rc = choose_layout(g);
   if (rc == AE_EUNSUPPORTED)  /* oneDNN: no bf16 matmul implementation here */
     rc = ae__error(AE_EUNSUPPORTED, "precision bf16: oneDNN has no bf16 matmul on this CPU "
-                   "(it needs AVX-512; use precision f32)");
+                   "path (%s; it needs AVX-512; use precision f32)", ae__kernels_active()->name);
   return rc;
 }
 
@@ -212,12 +214,10 @@ done:
  * much as the whole product costs at this size. So plain-mode GEMMs of at most
  * SMALL_M rows run here: each output is the dot product of a row of A with a row of
  * the PyTorch [N, K] weight, which is already contiguous. Blocks of 4 rows x 4
- * outputs keep 16 accumulators in registers and reuse each load four times; the
- * weight rows of a block stay in L1 across the row blocks. Lanes are summed at the
- * end, so the result differs from oneDNN's only in rounding order. */
+ * outputs (the kernel table's dot4x4) reuse each load several times; the weight rows
+ * of a block stay in L1 across the row blocks. The result differs from oneDNN's only
+ * in rounding order. */
 #define SMALL_M 16
-
-static inline __mmask16 tail16(int n) { return n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1); }
 
 static inline float act_fn(int act, float v) {
   if (act == AE__ACT_RELU) return v > 0 ? v : 0;
@@ -226,48 +226,18 @@ static inline float act_fn(int act, float v) {
   return 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
 }
 
-/* The lane sums of 16 accumulators v[i] (i = 4r + j) as one vector, element i =
- * sum of v[i]: pairwise adds of interleaved halves, then of 128-bit lanes, ~30
- * instructions instead of 16 separate reductions. */
-static inline __m512 reduce16(__m512 acc[4][4]) {
-  const __m512 *v = &acc[0][0];
-  __m512 u[8], w[4];
-  for (int i = 0; i < 8; i++)   /* per lane: [a0+a2, b0+b2, a1+a3, b1+b3] */
-    u[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
-                         _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; i++) { /* per lane: partial sums of v[4i .. 4i+3] */
-    __m512d a = _mm512_castps_pd(u[2 * i]), b = _mm512_castps_pd(u[2 * i + 1]);
-    w[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
-                         _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-  }
-  __m512 x0 = _mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD));
-  __m512 x1 = _mm512_add_ps(_mm512_shuffle_f32x4(w[2], w[3], 0x88), _mm512_shuffle_f32x4(w[2], w[3], 0xDD));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(x0, x1, 0x88), _mm512_shuffle_f32x4(x0, x1, 0xDD));
-}
-
 static void small_gemm(const ae__gemm *g, int M, const float *A, const float *W,
                        const float *bias, float *C) {
   const int K = g->K, N = g->N;
+  const ae__kernels *kern = ae__kernels_active();
   for (int n0 = 0; n0 < N; n0 += 4) {
     const float *w[4];
     for (int j = 0; j < 4; j++) w[j] = W + (size_t)(n0 + j < N ? n0 + j : N - 1) * K;
     for (int m0 = 0; m0 < M; m0 += 4) {
       const float *a[4];
       for (int r = 0; r < 4; r++) a[r] = A + (size_t)(m0 + r < M ? m0 + r : M - 1) * K;
-      __m512 acc[4][4];
-      for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 4; j++) acc[r][j] = _mm512_setzero_ps();
-      for (int k = 0; k < K; k += 16) {
-        __mmask16 km = tail16(K - k);
-        __m512 wv[4];
-        for (int j = 0; j < 4; j++) wv[j] = _mm512_maskz_loadu_ps(km, w[j] + k);
-        for (int r = 0; r < 4; r++) {
-          __m512 av = _mm512_maskz_loadu_ps(km, a[r] + k);
-          for (int j = 0; j < 4; j++) acc[r][j] = _mm512_fmadd_ps(av, wv[j], acc[r][j]);
-        }
-      }
       float sum[16];
-      _mm512_storeu_ps(sum, reduce16(acc));
+      kern->dot4x4(a, w, K, sum);
       for (int r = 0; r < 4 && m0 + r < M; r++) {
         float *c = C + (size_t)(m0 + r) * g->ldc;
         for (int j = 0; j < 4 && n0 + j < N; j++) {
@@ -288,9 +258,9 @@ static void small_gemm(const ae__gemm *g, int M, const float *A, const float *W,
  * emulation) the same rounding in integer arithmetic: add 0x7fff plus the lowest
  * kept bit, keep the high half; NaNs are kept quiet NaNs. The conversion is
  * memory-bound, so large arrays are split over the OpenMP threads. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10 || defined(__clang__)
+#if defined(__x86_64__) && (defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10 || defined(__clang__))
 #define HAVE_BF16_TARGET 1
-__attribute__((target("avx512f,avx512bf16"))) static void to_bf16_ne(const float *s, uint16_t *d,
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void to_bf16_ne(const float *s, uint16_t *d,
                                                                     size_t n) {
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -298,7 +268,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void to_bf16_ne(const float
     _mm512_storeu_si512((void *)(d + i), (__m512i)v);
   }
   for (; i < n; i += 16) {
-    __mmask16 m = tail16((int)(n - i));
+    __mmask16 m = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
     __m256bh v = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s + i));
     _mm256_mask_storeu_epi16(d + i, m, (__m256i)v);
   }
@@ -311,8 +281,10 @@ void ae__to_bf16_portable(const float *s, uint16_t *d, size_t n) {
 
 static void to_bf16_span(const float *s, uint16_t *d, size_t n) {
 #ifdef HAVE_BF16_TARGET
-  /* reads libgcc's cpu model (filled once at startup): cheap, and race-free */
-  if (__builtin_cpu_supports("avx512bf16")) { to_bf16_ne(s, d, n); return; }
+  /* reads libgcc's cpu model (filled once at startup): cheap, and race-free; only on
+   * the avx512 path (ASTEMBED_CPU caps it) */
+  if (ae__kernels_active() == &ae__kernels_avx512 &&
+      __builtin_cpu_supports("avx512bf16")) { to_bf16_ne(s, d, n); return; }
 #endif
   ae__to_bf16_portable(s, d, n);
 }

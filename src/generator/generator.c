@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE
 #include "generator/generator.h"
+#include "common/metrics.h"
 
 #include <jansson.h>
 #include <malloc.h>
@@ -83,7 +84,10 @@ typedef struct {
 /* Work state of one ae_generator_embed call. */
 typedef struct {
   ae_generator *g;
-  const ae_annotation *items;
+  const ae_annotation *items;     /* annotations (ae_generator_embed), or NULL when */
+  const char *const *in_texts;    /* raw texts (ae_generator_embed_texts) */
+  const size_t *in_lens;
+  char (*keys)[33];         /* raw texts: cache key = hex XXH3-128 of the text */
   ae_embed_result *res;
   char **text;
   size_t *text_len;
@@ -274,10 +278,24 @@ static uint64_t rss_peak_bytes(void) {
 
 /* ---- phase 1: texts and the cache tiers ------------------------------------------- */
 
+/* The cache key of item i: the annotation's node id, or for a raw text its hash. */
+static const char *item_key(const job *j, size_t i) {
+  return j->items ? j->items[i].node_id : j->keys[i];
+}
+
 static void build_texts(job *j) {
   ae_generator *g = j->g;
   for (size_t i = 0; i < j->total; i++) {
     ae_embed_result *r = &j->res[i];
+    if (j->in_texts) {
+      size_t len = j->in_lens ? j->in_lens[i] : (j->in_texts[i] ? strlen(j->in_texts[i]) : 0);
+      if (!j->in_texts[i]) { fail_item(r, AE_EINVAL, "text is NULL"); continue; }
+      if (!(j->text[i] = ae__strndup(j->in_texts[i], len))) { fail_item(r, AE_ENOMEM, "out of memory"); continue; }
+      j->text_len[i] = len;
+      ae_text_hash(j->text[i], len, j->hash[i]);
+      for (int b = 0; b < 16; b++) snprintf(j->keys[i] + 2 * b, 3, "%02x", j->hash[i][b]);
+      continue;
+    }
     int capped = 0;
     int rc = ae_annotation_text(&j->items[i], &g->cfg.model.text, &j->text[i], &j->text_len[i], &capped);
     if (rc) { fail_item(r, rc, ae_last_error()); continue; }
@@ -349,15 +367,16 @@ static int lookup_tiers(job *j) {
     g->lookups++;
     if (give_vector(g, r, NULL)) continue;
     int same = 0, trunc = -1;
-    if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK && same) {
+    ae_store *store = j->items ? g->store : NULL;   /* raw texts: memory cache only */
+    if (store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK && same) {
       r->from_cache = 2;
       wr[n_wr] = i; need[n_wr++] = 0;   /* annotation row only (written if it changed) */
-    } else if (g->cache && ae_cache_get(g->cache, j->items[i].node_id, j->text[i], j->text_len[i],
+    } else if (g->cache && ae_cache_get(g->cache, item_key(j, i), j->text[i], j->text_len[i],
                                         r->vector, (size_t)g->dim) == AE_OK) {
       r->from_cache = 1;
-      if (g->store) { wr[n_wr] = i; need[n_wr++] = 1; }
+      if (store) { wr[n_wr] = i; need[n_wr++] = 1; }
       trunc = -1;
-    } else if (g->store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK) {
+    } else if (store && ae_store_lookup(g->store, g->fp, j->items[i].node_id, j->hash[i], r->vector, g->dim, &same, &trunc) == AE_OK) {
       r->from_cache = 2;
       wr[n_wr] = i; need[n_wr++] = 1;
     } else {
@@ -365,7 +384,7 @@ static int lookup_tiers(job *j) {
       continue;
     }
     if (r->from_cache == 2 && g->cache)
-      ae_cache_set(g->cache, j->items[i].node_id, j->text[i], j->text_len[i], r->vector, (size_t)g->dim);
+      ae_cache_set(g->cache, item_key(j, i), j->text[i], j->text_len[i], r->vector, (size_t)g->dim);
     if (trunc > 0) r->truncated = 1;
     else if (trunc < 0 && !r->truncated) unknown[n_unknown++] = i;
     if (r->from_cache == 1) g->memory_hits++;
@@ -621,9 +640,9 @@ static void commit_range(job *j, size_t a, size_t b) {
   for (size_t k = a; k < b; k++) {
     size_t i = j->miss[k];
     if (j->res[i].status || !g->cache) continue;
-    ae_cache_set(g->cache, j->items[i].node_id, j->text[i], j->text_len[i], j->res[i].vector, (size_t)g->dim);
+    ae_cache_set(g->cache, item_key(j, i), j->text[i], j->text_len[i], j->res[i].vector, (size_t)g->dim);
   }
-  if (!g->store) return;
+  if (!g->store || !j->items) return;
   double t0 = ae__now_ms();
   int rc = ae_store_begin(g->store);
   for (size_t k = a; !rc && k < b; k++) {
@@ -820,23 +839,27 @@ static void job_free(job *j) {
   ae__free(j->scratch);
   ae__free(j->batch_ids);
   ae__free(j->batch_lens);
+  ae__free(j->keys);
 }
 
-int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
-                       ae_embed_result *results) {
-  if (!g->initialized) return ae__error(AE_ESTATE, "generator: ae_generator_init was not called");
+/* One embed call over the job's items (annotations or raw texts). */
+static int embed_job(ae_generator *g, job *jp, size_t n, ae_embed_result *results) {
+  job j = *jp;
   double t0 = ae__now_ms();
   for (size_t i = 0; i < n; i++) {
     memset(&results[i], 0, sizeof results[i]);
-    results[i].node_id = items[i].node_id;
+    results[i].node_id = j.items ? j.items[i].node_id : NULL;
   }
-  job j = {.g = g, .items = items, .res = results, .total = n};
+  j.g = g;
+  j.res = results;
+  j.total = n;
   j.text = ae__calloc(n + 1, sizeof *j.text);
   j.text_len = ae__calloc(n + 1, sizeof *j.text_len);
   j.hash = ae__calloc(n + 1, sizeof *j.hash);
   j.ids = ae__calloc(n + 1, sizeof *j.ids);
   j.n_ids = ae__calloc(n + 1, sizeof *j.n_ids);
-  int rc = j.text && j.text_len && j.hash && j.ids && j.n_ids ? AE_OK
+  if (j.in_texts) j.keys = ae__calloc(n + 1, sizeof *j.keys);
+  int rc = j.text && j.text_len && j.hash && j.ids && j.n_ids && (!j.in_texts || j.keys) ? AE_OK
            : ae__error(AE_ENOMEM, "generator: out of memory for %zu items", n);
   if (!rc) { register_model(g); build_texts(&j); }
   if (!rc) rc = lookup_tiers(&j);
@@ -866,6 +889,20 @@ int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
   job_free(&j);
   if (!rc && atomic_load(&g->cancel)) return ae__error(AE_EINTR, "generator: interrupted");
   return rc;
+}
+
+int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
+                       ae_embed_result *results) {
+  if (!g->initialized) return ae__error(AE_ESTATE, "generator: ae_generator_init was not called");
+  job j = {.items = items};
+  return embed_job(g, &j, n, results);
+}
+
+int ae_generator_embed_texts(ae_generator *g, const char *const *texts, const size_t *lens,
+                             size_t n, ae_embed_result *results) {
+  if (!g->initialized) return ae__error(AE_ESTATE, "generator: ae_generator_init was not called");
+  job j = {.in_texts = texts, .in_lens = lens};
+  return embed_job(g, &j, n, results);
 }
 
 /* ---- metrics -------------------------------------------------------------------------- */
@@ -938,52 +975,15 @@ int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m) {
   return AE_OK;
 }
 
-#define J_NUM(o, k, v) json_object_set_new(o, k, json_real((double)(v)))
-#define J_INT(o, k, v) json_object_set_new(o, k, json_integer((json_int_t)(v)))
-
+/* Both writers walk the one metrics table (src/common/metrics.c). */
 char *ae_generator_metrics_json(ae_generator *g) {
   ae_performance_metrics m;
   ae_generator_metrics(g, &m);
-  json_t *root = json_object(), *c = json_object(), *b = json_object(), *mp = json_object(), *o = json_object();
-  J_NUM(c, "hitRatio", m.cache.hit_ratio); J_NUM(c, "missRatio", m.cache.miss_ratio);
-  J_NUM(c, "averageAccessTime", m.cache.average_access_time_ns);
-  J_NUM(c, "memoryEfficiency", m.cache.memory_efficiency);
-  J_NUM(c, "performanceScore", m.cache.performance_score);
-  J_INT(c, "lookups", m.cache.lookups); J_INT(c, "hits", m.cache.hits);
-  J_INT(c, "memoryHits", m.cache.memory_hits); J_INT(c, "storeHits", m.cache.store_hits);
-  J_INT(c, "misses", m.cache.misses); J_INT(c, "entries", m.cache.entries);
-  J_INT(c, "bytes", m.cache.bytes); J_INT(c, "evictions", m.cache.evictions);
-  J_NUM(b, "averageBatchSize", m.batch_optimizer.average_batch_size);
-  J_NUM(b, "averageThroughput", m.batch_optimizer.average_throughput);
-  J_NUM(b, "averageThroughputTokens", m.batch_optimizer.average_throughput_tokens);
-  J_NUM(b, "optimizationScore", m.batch_optimizer.optimization_score);
-  J_NUM(b, "resourceUtilization", m.batch_optimizer.resource_utilization);
-  J_INT(b, "recommendedBatchSize", m.batch_optimizer.recommended_batch_size);
-  J_INT(b, "tokenBudget", m.batch_optimizer.token_budget);
-  json_object_set_new(b, "trend", json_string(m.batch_optimizer.trend));
-  json_object_set_new(mp, "currentStrategy", json_string(m.memory_processor.current_strategy));
-  J_NUM(mp, "memoryUsage", m.memory_processor.memory_usage);
-  J_NUM(mp, "efficiency", m.memory_processor.efficiency);
-  J_INT(mp, "strategyChanges", m.memory_processor.strategy_changes);
-  J_INT(mp, "cleanups", m.memory_processor.cleanups);
-  J_NUM(mp, "peakMemoryUsage", m.memory_processor.peak_memory_pct);
-  J_NUM(o, "totalProcessingTime", m.overall.total_processing_time_ms);
-  J_INT(o, "itemsProcessed", m.overall.items_processed);
-  J_NUM(o, "averageItemTime", m.overall.average_item_time_ms);
-  J_NUM(o, "errorRate", m.overall.error_rate);
-  J_NUM(o, "itemsPerSecond", m.overall.items_per_second);
-  J_INT(o, "embedded", m.overall.embedded); J_INT(o, "failed", m.overall.failed);
-  J_INT(o, "truncated", m.overall.truncated); J_INT(o, "tokens", m.overall.tokens);
-  J_INT(o, "batches", m.overall.batches);
-  J_NUM(o, "tokenizeTime", m.overall.tokenize_ms);
-  J_NUM(o, "tokenizeWaitTime", m.overall.tokenize_wait_ms);
-  J_INT(o, "overlappedBatches", m.overall.overlapped_batches);
-  J_NUM(o, "encodeTime", m.overall.encode_ms);
-  J_NUM(o, "storeTime", m.overall.store_ms); J_INT(o, "peakRssBytes", m.overall.peak_rss_bytes);
-  json_object_set_new(root, "cache", c);
-  json_object_set_new(root, "batchOptimizer", b);
-  json_object_set_new(root, "memoryProcessor", mp);
-  json_object_set_new(root, "overall", o);
+  json_t *root = json_object();
+  if (!root || ae__metrics_json(ae__perf_metrics, ae__perf_metrics_n, &m, root)) {
+    json_decref(root);
+    return NULL;
+  }
   char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
   json_decref(root);
   char *r = s ? ae__strdup(s) : NULL;
@@ -994,45 +994,9 @@ char *ae_generator_metrics_json(ae_generator *g) {
 char *ae_generator_metrics_prometheus(ae_generator *g) {
   ae_performance_metrics m;
   ae_generator_metrics(g, &m);
-  char *buf = ae__malloc(8192);
-  if (!buf) return NULL;
-  size_t k = 0, cap = 8192;
-#define P(name, type, help, fmt, val) \
-  k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0, "# HELP astembed_" name " " help "\n# TYPE astembed_" name " " type "\nastembed_" name " " fmt "\n", val)
-  P("cache_hit_ratio", "gauge", "Share of lookups served by the memory cache or the store.", "%.6f", m.cache.hit_ratio);
-  P("cache_lookups_total", "counter", "Cache lookups.", "%llu", (unsigned long long)m.cache.lookups);
-  P("cache_memory_hits_total", "counter", "Hits in the memory cache.", "%llu", (unsigned long long)m.cache.memory_hits);
-  P("cache_store_hits_total", "counter", "Hits in the store tier.", "%llu", (unsigned long long)m.cache.store_hits);
-  P("cache_evictions_total", "counter", "Memory cache evictions.", "%llu", (unsigned long long)m.cache.evictions);
-  P("cache_entries", "gauge", "Memory cache entries.", "%llu", (unsigned long long)m.cache.entries);
-  P("cache_bytes", "gauge", "Memory cache bytes.", "%llu", (unsigned long long)m.cache.bytes);
-  P("cache_average_access_time_ns", "gauge", "Mean memory cache access time.", "%.1f", m.cache.average_access_time_ns);
-  P("cache_performance_score", "gauge", "Memory cache performance score.", "%.6f", m.cache.performance_score);
-  P("batch_average_size", "gauge", "Mean items per encoder batch.", "%.3f", m.batch_optimizer.average_batch_size);
-  P("batch_average_throughput", "gauge", "Mean items per second of the encoder batches.", "%.3f", m.batch_optimizer.average_throughput);
-  P("batch_optimization_score", "gauge", "Batch optimizer score (0..1).", "%.6f", m.batch_optimizer.optimization_score);
-  P("batch_resource_utilization", "gauge", "CPU and memory use relative to the targets.", "%.6f", m.batch_optimizer.resource_utilization);
-  P("batch_recommended_size", "gauge", "Batch size the optimizer recommends now.", "%d", m.batch_optimizer.recommended_batch_size);
-  k += (size_t)snprintf(buf + k, k < cap ? cap - k : 0,
-                        "# HELP astembed_memory_strategy Current memory strategy (1 for the active one).\n"
-                        "# TYPE astembed_memory_strategy gauge\nastembed_memory_strategy{strategy=\"%s\"} 1\n",
-                        m.memory_processor.current_strategy);
-  P("memory_usage_percent", "gauge", "Memory use relative to the limit.", "%.3f", m.memory_processor.memory_usage);
-  P("memory_strategy_changes_total", "counter", "Strategy changes.", "%d", m.memory_processor.strategy_changes);
-  P("memory_cleanups_total", "counter", "Cleanups.", "%d", m.memory_processor.cleanups);
-  P("memory_efficiency", "gauge", "Items succeeded per item processed.", "%.6f", m.memory_processor.efficiency);
-  P("items_processed_total", "counter", "Annotations processed.", "%llu", (unsigned long long)m.overall.items_processed);
-  P("items_embedded_total", "counter", "Annotations run through the encoder.", "%llu", (unsigned long long)m.overall.embedded);
-  P("items_failed_total", "counter", "Annotations that failed.", "%llu", (unsigned long long)m.overall.failed);
-  P("items_truncated_total", "counter", "Annotations truncated at the max length.", "%llu", (unsigned long long)m.overall.truncated);
-  P("tokens_total", "counter", "Tokens run through the encoder.", "%llu", (unsigned long long)m.overall.tokens);
-  P("processing_seconds_total", "counter", "Time spent in embed calls.", "%.6f", m.overall.total_processing_time_ms / 1000);
-  P("average_item_seconds", "gauge", "Mean time per item.", "%.9f", m.overall.average_item_time_ms / 1000);
-  P("error_rate", "gauge", "Failed items per item.", "%.6f", m.overall.error_rate);
-  P("peak_rss_bytes", "gauge", "Peak resident memory.", "%llu", (unsigned long long)m.overall.peak_rss_bytes);
-#undef P
-  if (k >= cap) { ae__free(buf); return NULL; }
-  return buf;
+  ae__sb b = {0};
+  ae__metrics_prom(ae__perf_metrics, ae__perf_metrics_n, &m, &b);
+  return sb_finish(&b, NULL);
 }
 
 int ae_generator_optimize(ae_generator *g) {

@@ -139,6 +139,27 @@ int main(void) {
   }
   free(raw);
 
+  /* --precision bf16 needs the avx512 path (oneDNN's AVX-512 bf16 matmul); below it
+   * (ASTEMBED_CPU=avx2|generic, or such a CPU) it fails with its own clear error */
+  const char *cpu = ae_cpu_path();
+  REQUIRE(cpu);
+  char ann[300], db[300];
+  snprintf(ann, sizeof ann, "%s/ann.jsonl", tmp);
+  snprintf(db, sizeof db, "%s/index.db", tmp);
+  if (strcmp(cpu, "avx512")) {
+    ae_encoder *e16 = NULL;
+    ae_encoder_options o16 = {.precision = "bf16"};
+    CHECK(ae_encoder_load(model, &o16, &e16) == AE_EUNSUPPORTED && !e16);
+    CHECKF(strstr(ae_last_error(), "bf16") && strstr(ae_last_error(), "AVX-512"), "%s", ae_last_error());
+    snprintf(args, sizeof args, "encode --model %s --format f32 --precision bf16", model);
+    CHECK(run(args, in, outf) == 1);
+    char errp[4300];
+    snprintf(errp, sizeof errp, "%s.err", outf);
+    char *etxt = slurp(errp, &n);
+    CHECKF(etxt && strstr(etxt, "precision bf16") && strstr(etxt, "AVX-512"), "stderr: %s", etxt ? etxt : "");
+    printf("cpu path %s: bf16 refused: %s", cpu, etxt ? etxt : "\n");
+    free(etxt);
+  } else {
   /* --precision bf16: the library's bf16 vectors, close to f32 */
   snprintf(args, sizeof args, "encode --model %s --format f32 --precision bf16", model);
   CHECK(run(args, in, outf) == 1);
@@ -170,9 +191,6 @@ int main(void) {
   CHECK(run(args, in, out) == 2);
 
   /* embed --precision bf16, then query without --precision */
-  char ann[300], db[300];
-  snprintf(ann, sizeof ann, "%s/ann.jsonl", tmp);
-  snprintf(db, sizeof db, "%s/index.db", tmp);
   f = fopen(ann, "w");
   for (int i = 0; i < 12; i++)
     fprintf(f, "{\"nodeId\": \"m.py:%d:%d:function\", \"signature\": \"def f%d(path)\", \"summary\": "
@@ -205,6 +223,7 @@ int main(void) {
     CHECK(run(args, in, out) == 2);
   }
   free(etxt);
+  }   /* avx512 path */
   snprintf(args, sizeof args, "embed --model %s --input %s --db %s --precision half", model, ann, db);
   CHECK(run(args, in, out) == 2);
 
