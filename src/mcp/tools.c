@@ -109,27 +109,6 @@ static json_t *cut(const char *s, size_t max, int *was_cut) {
   return j;
 }
 
-/* The first n non-blank lines of a snippet, trimmed on the right (as `astembed
- * query` prints them), each cut at CUT_LINE bytes. */
-static json_t *snippet_lines(const char *s, int n) {
-  json_t *a = json_array();
-  int shown = 0;
-  while (a && *s && shown < n) {
-    const char *e = strchr(s, '\n');
-    size_t len = e ? (size_t)(e - s) : strlen(s), t = len;
-    while (t && (s[t - 1] == ' ' || s[t - 1] == '\t' || s[t - 1] == '\r')) t--;
-    if (t) {
-      char *line = ae__strndup(s, t);
-      if (line) json_array_append_new(a, cut(line, CUT_LINE, NULL));
-      ae__free(line);
-      shown++;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  return a;
-}
-
 static void iso_time(int64_t t, char out[32]) {
   time_t tt = (time_t)t;
   struct tm tm;
@@ -342,25 +321,31 @@ static json_t *embed_query(ae__mcp_tools *t, const char *query, const char *dir,
   return NULL;
 }
 
-static json_t *rank_or_null(int r) { return r ? json_integer(r) : json_null(); }
-
-/* One hit with the fields of `astembed query --format json`, free texts cut. */
-static json_t *hit_json(const ae_search_hit *h, size_t rank) {
-  json_t *r = json_object();
-  json_object_set_new(r, "rank", json_integer((json_int_t)rank));
-  json_object_set_new(r, "score", json_real(h->score));
-  json_object_set_new(r, "lexicalRank", rank_or_null(h->lexical_rank));
-  json_object_set_new(r, "vectorRank", rank_or_null(h->vector_rank));
-  json_object_set_new(r, "nodeId", ae__mcp_jstr(h->node_id, strlen(h->node_id)));
-  json_object_set_new(r, "file", ae__mcp_jstr(h->file_path, strlen(h->file_path)));
-  json_object_set_new(r, "startLine", json_integer(h->start_line));
-  json_object_set_new(r, "endLine", json_integer(h->end_line));
-  json_object_set_new(r, "nodeType", ae__mcp_jstr(h->node_type, strlen(h->node_type)));
-  json_object_set_new(r, "language", ae__mcp_jstr(h->language, strlen(h->language)));
-  json_object_set_new(r, "signature", cut(h->signature, CUT_SIGNATURE, NULL));
-  json_object_set_new(r, "summary", cut(h->summary, CUT_SUMMARY, NULL));
-  json_object_set_new(r, "snippet", snippet_lines(h->snippet, SNIPPET_LINES));
-  return r;
+/* The hits as `astembed query --format json` writes them (ae_search_hits_json, the
+ * one writer behind query and serve's /search), then cut for an assistant: signature
+ * and summary at fixed sizes, each snippet line at CUT_LINE, all saying so. An
+ * identifier the shared writer could not store (invalid UTF-8) is written with U+FFFD. */
+static json_t *hits_json(const char *query, int mode, const char *model, const ae_search_hit *hits, size_t n) {
+  char *js = ae_search_hits_json(query, mode, model, hits, n, SNIPPET_LINES);
+  json_t *root = js ? json_loads(js, 0, NULL) : NULL;
+  ae_free(js);
+  json_t *arr = json_object_get(root, "results");
+  if (!json_is_array(arr) || json_array_size(arr) != n) { json_decref(root); return NULL; }
+  for (size_t i = 0; i < n; i++) {
+    const ae_search_hit *h = &hits[i];
+    json_t *r = json_array_get(arr, i), *lines = json_object_get(r, "snippet"), *line;
+    json_object_set_new(r, "signature", cut(h->signature, CUT_SIGNATURE, NULL));
+    json_object_set_new(r, "summary", cut(h->summary, CUT_SUMMARY, NULL));
+    const struct { const char *key, *val; } ids[] = {
+      {"nodeId", h->node_id}, {"file", h->file_path}, {"nodeType", h->node_type}, {"language", h->language}};
+    for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++)
+      if (!json_object_get(r, ids[j].key))
+        json_object_set_new(r, ids[j].key, ae__mcp_jstr(ids[j].val ? ids[j].val : "", ids[j].val ? strlen(ids[j].val) : 0));
+    size_t j;
+    json_array_foreach(lines, j, line)
+      if (json_string_length(line) > CUT_LINE) json_array_set_new(lines, j, cut(json_string_value(line), CUT_LINE, NULL));
+  }
+  return root;
 }
 
 /* The text block: a header line, then per hit its place, ranks, signature, summary,
@@ -470,15 +455,12 @@ static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const 
   ae__free(q);
   if (rc) { ae_free(recorded); return lib_error("searching", rc); }
 
-  json_t *root = json_object(), *arr = json_array();
-  json_object_set_new(root, "query", ae__mcp_jstr(query, strlen(query)));
-  json_object_set_new(root, "mode", json_string(ae_search_mode_name(mode)));
-  json_object_set_new(root, "model", dir ? ae__mcp_jstr(dir, strlen(dir)) : json_null());
-  if (dir) json_object_set_new(root, "searched", json_integer((json_int_t)rows));
-  for (size_t i = 0; i < nh; i++) json_array_append_new(arr, hit_json(&hits[i], i + 1));
+  json_t *root = hits_json(query, mode, dir, hits, nh);
   ae_search_hits_free(hits, nh);
   ae_free(recorded);
-  json_object_set_new(root, "results", arr);
+  if (!root) return tool_error("writing the hits: out of memory");
+  json_t *arr = json_object_get(root, "results");
+  if (dir) json_object_set_new(root, "searched", json_integer((json_int_t)rows));
   json_object_set_new(root, "truncated", json_false());
   fit_budget(root, arr);
   sbuf sb = {0};
