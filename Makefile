@@ -27,6 +27,15 @@ build: deps
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build -j$(JOBS)
 
+# make install PREFIX=DIR: bin/astembed, include/astembed.h, lib/libastembed.so.MAJOR
+# (+ .so links), lib/libastembed.a and lib/pkgconfig/astembed.pc under DIR.
+PREFIX ?= /usr/local
+.PHONY: install
+install: deps
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build -j$(JOBS)
+	cmake --install build
+
 # ends with the tests each pass skipped and why (tools/skipped.py)
 test: test-release test-asan test-tsan
 	@tools/skipped.py build build-asan build-tsan

@@ -1,4 +1,4 @@
-/* bench_adaptive: the DynamicBatchOptimizer against fixed batch sizes on a real
+/* bench_adaptive: the batch optimizer against fixed batch sizes on a real
  * workload.
  *
  * Workload (--kernel encoder, the default when a model can be found or made). The

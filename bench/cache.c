@@ -385,14 +385,14 @@ static int bench_reindex(void) {
     row("(c) re-index annotations: SKIP (no ../shared)", "-", "-", -1);
     return 1;
   }
-  ae__jsonl *r;
-  if (ae__jsonl_open(f, path, &r)) { fclose(f); return 0; }
+  ae_jsonl *r;
+  if (ae_jsonl_open(f, path, &r)) { fclose(f); return 0; }
   size_t n = 0, capn = 20000;
   char **keys = malloc(capn * sizeof *keys), **contents = malloc(capn * sizeof *contents);
   json_t *val;
   size_t line;
   int rc;
-  while ((rc = ae__jsonl_next(r, &val, &line)) != 1) {
+  while ((rc = ae_jsonl_next(r, &val, &line)) != 1) {
     if (rc) continue;
     const char *id = json_string_value(json_object_get(val, "nodeId"));
     const char *sig = json_string_value(json_object_get(val, "signature"));
@@ -407,7 +407,7 @@ static int bench_reindex(void) {
     }
     json_decref(val);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   ae_cache *c = make_cache(40000, 1024, AE_CACHE_LRU, 0, NULL);
   float v[DIM], out[DIM];

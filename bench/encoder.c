@@ -220,12 +220,12 @@ static void load_annotations(const char *path, size_t n, const ae_tokenizer *tok
                              size_t max_len, seqset *out) {
   FILE *f = fopen(path, "rb");
   if (!f) { fprintf(stderr, "bench_encoder: %s: %s\n", path, strerror(errno)); exit(1); }
-  ae__jsonl *r;
-  int rc = ae__jsonl_open(f, path, &r);
+  ae_jsonl *r;
+  int rc = ae_jsonl_open(f, path, &r);
   if (rc) die(path, rc);
   json_t *v;
   size_t line;
-  while (out->n < n && (rc = ae__jsonl_next(r, &v, &line)) != 1) {
+  while (out->n < n && (rc = ae_jsonl_next(r, &v, &line)) != 1) {
     if (rc) die(path, rc);
     const char *sig = field(v, "signature"), *sum = field(v, "summary"),
                *src = field(v, "sourceSnippet");
@@ -243,7 +243,7 @@ static void load_annotations(const char *path, size_t n, const ae_tokenizer *tok
     free(text);
     json_decref(v);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   if (out->n < n) {
     fprintf(stderr, "bench_encoder: %s has only %zu annotations, %zu wanted\n", path, out->n, n);

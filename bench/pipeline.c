@@ -1,4 +1,4 @@
-/* bench_pipeline: the seed's "without / with optimization" table, for real.
+/* bench_pipeline: the original tool's "without / with optimization" table, for real.
  *
  * Workload: the 17,358 CPython annotations of ../shared/testdata (or the first N with
  * --limit N / AE_BENCH_LIMIT=N for a quick run), a random-weight all-MiniLM-L6-v2-

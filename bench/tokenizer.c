@@ -24,13 +24,13 @@ typedef struct {
 static int load_corpus(const char *path, size_t limit, corpus *c) {
   FILE *f = fopen(path, "r");
   if (!f) { fprintf(stderr, "bench_tokenizer: cannot open %s\n", path); return -1; }
-  ae__jsonl *r;
-  if (ae__jsonl_open(f, path, &r)) { fclose(f); return -1; }
+  ae_jsonl *r;
+  if (ae_jsonl_open(f, path, &r)) { fclose(f); return -1; }
   json_t *v;
   size_t line, cap = 0;
   int rc;
   memset(c, 0, sizeof *c);
-  while ((rc = ae__jsonl_next(r, &v, &line)) != 1 && c->n < limit) {
+  while ((rc = ae_jsonl_next(r, &v, &line)) != 1 && c->n < limit) {
     if (rc) continue;
     const char *parts[3] = {json_string_value(json_object_get(v, "signature")),
                             json_string_value(json_object_get(v, "summary")),
@@ -55,7 +55,7 @@ static int load_corpus(const char *path, size_t limit, corpus *c) {
     c->bytes += (size_t)(p - t);
     json_decref(v);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   return 0;
 }

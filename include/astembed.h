@@ -15,6 +15,7 @@
 #ifndef ASTEMBED_H
 #define ASTEMBED_H
 
+#include <stdio.h> /* FILE */
 #include <stddef.h>
 #include <stdint.h>
 /* AE_EXTERN marks the public API: the only symbols the shared library exports. */
@@ -33,7 +34,7 @@ extern "C" {
 #define AE_VERSION_MAJOR 0
 #define AE_VERSION_MINOR 1
 #define AE_VERSION_PATCH 0
-const char *ae_version(void);
+AE_EXTERN const char *ae_version(void);
 
 /* ======================================================================== */
 /* Common: status codes, errors, allocator                                   */
@@ -56,12 +57,12 @@ enum {
 };
 
 /* Name of a status ("invalid argument", ...). Never NULL. */
-const char *ae_strerror(int status);
+AE_EXTERN const char *ae_strerror(int status);
 
 /* Detail of the last failure on this thread, e.g.
  * "model.safetensors: tensor 'encoder.layer.0.attention.self.query.weight' has shape
  * [384,383], config wants [384,384]". Empty string when none. */
-const char *ae_last_error(void);
+AE_EXTERN const char *ae_last_error(void);
 
 /* Allocator hook for every allocation astembed makes (used by tests to inject
  * allocation failures). Pass NULLs to restore the libc allocator. Not thread-safe
@@ -72,7 +73,20 @@ typedef struct {
   void (*free_fn)(void *ptr, void *ud);
   void *ud;
 } ae_allocator;
-void ae_set_allocator(const ae_allocator *alloc);
+AE_EXTERN void ae_set_allocator(const ae_allocator *alloc);
+
+/* JSONL input (src/common): one JSON value per line, lines of any length, blank
+ * lines skipped; values are jansson's json_t (include <jansson.h> to use them). */
+typedef struct ae_jsonl ae_jsonl;
+struct json_t;
+/* Reads f (not closed by the reader); name is used in error messages ("stdin", a
+ * file path). */
+AE_EXTERN int ae_jsonl_open(FILE *f, const char *name, ae_jsonl **out);
+/* AE_OK with *val set (the caller json_decref's it), 1 at the end of the input, or an
+ * error with *val NULL: AE_EFORMAT ("NAME:LINE: message"; the next call reads the
+ * following line) or AE_EIO. *line_no (may be NULL) gets the line's number, from 1. */
+AE_EXTERN int ae_jsonl_next(ae_jsonl *r, struct json_t **val, size_t *line_no);
+AE_EXTERN void ae_jsonl_close(ae_jsonl *r);
 
 /* ======================================================================== */
 /* Tokenizer (src/tokenizer)                                                 */
@@ -86,7 +100,7 @@ typedef struct ae_tokenizer ae_tokenizer;
  * configured as transformers' BertTokenizerFast. Other tokenizer types (BPE, Unigram,
  * other normalisers or pre-tokenizers) fail with AE_EUNSUPPORTED naming the file;
  * malformed files with AE_EFORMAT naming the file and the member. */
-int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
+AE_EXTERN int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
 /* The same, through a load cache: the loaded tokenizer is also written, compiled, to
  * cache_dir (created when missing) under a name derived from the XXH3-128 of every
  * file the loader reads, and a later load of the same bytes rebuilds it from there
@@ -94,8 +108,8 @@ int ae_tokenizer_load(const char *model_dir, ae_tokenizer **out);
  * The compiled file is validated as untrusted input; a missing, stale or corrupt one
  * and an unwritable cache_dir fall back to parsing silently. cache_dir NULL or "" =
  * ae_tokenizer_load. Gives the same tokenizer either way. */
-int ae_tokenizer_load_cached(const char *model_dir, const char *cache_dir, ae_tokenizer **out);
-void ae_tokenizer_free(ae_tokenizer *tok);
+AE_EXTERN int ae_tokenizer_load_cached(const char *model_dir, const char *cache_dir, ae_tokenizer **out);
+AE_EXTERN void ae_tokenizer_free(ae_tokenizer *tok);
 
 /* Tokenizes UTF-8 text exactly as Hugging Face's tokenizers library does (invalid
  * bytes are replaced by U+FFFD first) into ids with the post-processor's special
@@ -106,15 +120,15 @@ void ae_tokenizer_free(ae_tokenizer *tok);
  * *truncated (may be NULL) is set to 1 when tokens were dropped.
  * The tokenizer is read-only after load: any number of threads may encode with it
  * at the same time. */
-int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len,
+AE_EXTERN int ae_tokenizer_encode(const ae_tokenizer *tok, const char *text, size_t len,
                         size_t max_len, int32_t **ids, size_t *n_ids, int *truncated);
 /* Largest id + 1, added tokens included. */
-size_t ae_tokenizer_vocab_size(const ae_tokenizer *tok);
+AE_EXTERN size_t ae_tokenizer_vocab_size(const ae_tokenizer *tok);
 /* Token string of an id, or NULL when out of range. */
-const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id);
+AE_EXTERN const char *ae_tokenizer_id_to_token(const ae_tokenizer *tok, int32_t id);
 
 /* Frees memory returned by the library (ids, JSON strings, ...). */
-void ae_free(void *ptr);
+AE_EXTERN void ae_free(void *ptr);
 
 /* ======================================================================== */
 /* Encoder (src/model, src/encoder)                                          */
@@ -159,31 +173,31 @@ enum { AE_PREPACK_AUTO = 0, AE_PREPACK_ON = 1, AE_PREPACK_OFF = -1 };
 /* The encoder's precisions (ae_encoder_options.precision takes their names). */
 enum { AE_PRECISION_F32 = 0, AE_PRECISION_BF16 = 1 };
 /* "f32" / "bf16" for AE_PRECISION_* (anything else: "f32"). */
-const char *ae_precision_name(int precision);
+AE_EXTERN const char *ae_precision_name(int precision);
 /* AE_PRECISION_* for "f32" / "bf16" (exact, lowercase); -1 for anything else. */
-int ae_precision_parse(const char *name);
+AE_EXTERN int ae_precision_parse(const char *name);
 
 /* Loads a BERT-family model folder (config.json, model.safetensors, tokenizer,
  * sentence-transformers pooling/normalize config) and prepacks the weights for the
  * GEMMs. opts may be NULL. Errors name the file and the key or tensor. An encoder
  * runs one embed call at a time (it owns reusable activation buffers); use one
  * encoder per thread for concurrency. */
-int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out);
-void ae_encoder_free(ae_encoder *enc);
+AE_EXTERN int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out);
+AE_EXTERN void ae_encoder_free(ae_encoder *enc);
 
-int ae_encoder_dim(const ae_encoder *enc);
-int ae_encoder_max_length(const ae_encoder *enc);
-const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc);
+AE_EXTERN int ae_encoder_dim(const ae_encoder *enc);
+AE_EXTERN int ae_encoder_max_length(const ae_encoder *enc);
+AE_EXTERN const ae_tokenizer *ae_encoder_tokenizer(const ae_encoder *enc);
 /* 16-byte fingerprint over config, weights, tokenizer, max length, pooling,
  * normalisation and precision ("f32" or "bf16"): vectors from two encoders are
  * interchangeable iff their fingerprints are equal. */
-void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]);
+AE_EXTERN void ae_encoder_fingerprint(const ae_encoder *enc, uint8_t out[16]);
 /* The fingerprint this encoder would have with another precision ("f32", "bf16";
  * AE_EINVAL naming any other): lets a reader find which precision a stored
  * fingerprint was made with without loading the model again. */
-int ae_encoder_fingerprint_as(const ae_encoder *enc, const char *precision, uint8_t out[16]);
+AE_EXTERN int ae_encoder_fingerprint_as(const ae_encoder *enc, const char *precision, uint8_t out[16]);
 /* "f32" or "bf16", as loaded. */
-const char *ae_encoder_precision(const ae_encoder *enc);
+AE_EXTERN const char *ae_encoder_precision(const ae_encoder *enc);
 
 /* Embeds n token sequences (each already truncated, with special tokens) into
  * out[n * dim]. Sequences may have any lengths from 1 to max_position_embeddings;
@@ -191,7 +205,7 @@ const char *ae_encoder_precision(const ae_encoder *enc);
  * the call. AE_EINVAL (naming the item) for an empty or too long sequence or an id
  * outside the vocabulary; nothing is embedded then. Calls with many tokens are
  * processed in chunks of whole sequences, so memory stays bounded. */
-int ae_encoder_embed_ids(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
+AE_EXTERN int ae_encoder_embed_ids(ae_encoder *enc, const int32_t *const *ids, const size_t *lens,
                          size_t n, float *out);
 
 /* Tokenizes (truncating to the max length) and embeds n texts. lens may be NULL
@@ -200,7 +214,7 @@ int ae_encoder_embed_ids(ae_encoder *enc, const int32_t *const *ids, const size_
  * vector, the others are still embedded. Empty, whitespace- or control-only texts
  * embed as [CLS] [SEP]; invalid UTF-8 is replaced by U+FFFD.
  * Returns AE_OK unless the whole call failed (then every item's status says so). */
-int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size_t *lens,
+AE_EXTERN int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size_t *lens,
                            size_t n, float *out, int *status);
 
 /* Writes a random-weight model folder with the shape of like_dir's config (config,
@@ -211,8 +225,54 @@ int ae_encoder_embed_texts(ae_encoder *enc, const char *const *texts, const size
  * 1 + N(0, 0.05), biases N(0, 0.02); tensor names as transformers writes them,
  * with embeddings.position_ids (I64) and the pooler. Files are written atomically
  * (temp + rename); out_dir is created and must differ from like_dir. */
-int ae_model_init_random(const char *like_dir, const char *out_dir, uint64_t seed,
+AE_EXTERN int ae_model_init_random(const char *like_dir, const char *out_dir, uint64_t seed,
                          const char *dtype);
+/* ae_model_init_random with variations (used by tests, benchmarks and `astembed model
+ * init-random`). Fields left at their defaults keep like_dir's values. */
+typedef struct {
+  uint64_t seed;
+  const char *dtype;      /* "F32" (default), "F16" or "BF16" */
+  int layers, hidden, heads, intermediate, max_positions; /* 0 = like_dir's config */
+  const char *hidden_act; /* NULL = like_dir's; "gelu", "gelu_new" or "relu" */
+  int pooling;            /* -1 = like_dir's, else AE_POOL_* */
+  int normalize;          /* -1 = like_dir's, 0 = no Normalize module, 1 = Normalize */
+  int max_seq_length;     /* 0 = like_dir's sentence_bert_config.json */
+  int bert_prefix;        /* 1 = tensor names with the "bert." prefix */
+} ae_model_random_options;
+AE_EXTERN void ae_model_random_options_default(ae_model_random_options *o);
+AE_EXTERN int ae_model_init_random_opts(const char *like_dir, const char *out_dir,
+                                        const ae_model_random_options *o);
+
+/* "mean", "cls", "max", "mean_sqrt_len" for AE_POOL_* ("?" for anything else). */
+AE_EXTERN const char *ae_pooling_name(int pooling);
+/* AE_POOL_* for those names (exact, lowercase); -1 for anything else. */
+AE_EXTERN int ae_pooling_parse(const char *name);
+
+/* What a model folder holds, as ae_encoder_load validates it (same errors). */
+typedef struct {
+  int hidden_size, num_hidden_layers, num_attention_heads, intermediate_size;
+  int vocab_size, max_position_embeddings, type_vocab_size, pad_token_id;
+  float layer_norm_eps;
+  char hidden_act[16];    /* "gelu", "gelu_new" or "relu" */
+  char dtype[8];          /* model.safetensors' weight dtype: "F32", "F16" or "BF16" */
+  int pooling;            /* AE_POOL_* */
+  int normalize;          /* 1 when the folder L2-normalises the pooled vector */
+  int max_length;         /* tokens per text (see ae_model_max_length) */
+  int64_t parameters;     /* of the encoder tensors (no pooler, no position_ids) */
+  int bert_prefix;        /* 1 when the tensor names carry the "bert." prefix */
+  uint8_t fingerprint[16];/* over config, weights, tokenizer, max length, pooling and
+                             normalisation; ae_encoder_fingerprint mixes the precision
+                             into it */
+} ae_model_info;
+/* Loads and validates model_dir (max_length 0 = the folder's, else it replaces it) and
+ * describes it in *info; nothing stays loaded. */
+AE_EXTERN int ae_model_info_load(const char *model_dir, int max_length, ae_model_info *info);
+/* The folder's max sequence length, as the encoder derives it: sentence_bert_config.json
+ * max_seq_length, else tokenizer_config.json model_max_length (when below 1e6), else
+ * config.json max_position_embeddings, and never above the latter. A folder without
+ * config.json (a tokenizer alone) has no position bound: *max_length 0 when neither
+ * file names a length. */
+AE_EXTERN int ae_model_max_length(const char *model_dir, int *max_length);
 
 /* ======================================================================== */
 /* Cache (src/cache)                                                         */
@@ -274,24 +334,24 @@ typedef struct {
            persist_pending, persist_pruned;
 } ae_cache_metrics;
 
-void ae_cache_config_default(ae_cache_config *cfg);
+AE_EXTERN void ae_cache_config_default(ae_cache_config *cfg);
 /* Creates the cache. When the persistent tier cannot be used (unwritable, locked or
  * corrupt file) the cache is still created and works in memory: ae_cache_new returns
  * AE_OK, ae_cache_persist_status() returns the failure and ae_last_error() /
  * metrics.persist_error give the detail. */
-int ae_cache_new(const ae_cache_config *cfg, const uint8_t model_fingerprint[16],
+AE_EXTERN int ae_cache_new(const ae_cache_config *cfg, const uint8_t model_fingerprint[16],
                  ae_cache **out);
 /* Flushes pending persistent writes, stops and joins the maintenance thread. */
-void ae_cache_free(ae_cache *c);
+AE_EXTERN void ae_cache_free(ae_cache *c);
 /* key: file path or node id; content: the text embedded. Refuses dim 0 and
  * non-finite values (AE_EINVAL); AE_ERANGE when one entry exceeds the byte limit;
  * AE_ENOMEM leaves the cache as it was minus the key's previous entry. */
-int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t content_len,
+AE_EXTERN int ae_cache_set(ae_cache *c, const char *key, const char *content, size_t content_len,
                  const float *vec, size_t dim);
 /* Copies the vector into out (capacity dim). AE_OK on a hit, AE_EMISS on a miss,
  * AE_EMISMATCH when the stored vector's dimension differs from dim. A memory miss
  * reads through to the persistent tier and promotes what it finds. */
-int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
+AE_EXTERN int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t content_len,
                  float *out, size_t dim);
 /* n gets at once; out is n * dim, status[i] gets AE_OK / AE_EMISS / ... per item.
  * The memory tier is looked up shard by shard with the items' memory prefetched
@@ -300,26 +360,26 @@ int ae_cache_get(ae_cache *c, const char *key, const char *content, size_t conte
  * see that key's eviction or invalidation by a later item of the same batch).
  * Memory misses are read from the persistent tier in one pass (much faster than n
  * single gets from a cold process). *hits (may be NULL) = number of AE_OK. */
-int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
+AE_EXTERN int ae_cache_get_many(ae_cache *c, size_t n, const char *const *keys,
                       const char *const *contents, const size_t *content_lens,
                       float *out, size_t dim, int *status, size_t *hits);
 /* AE_OK, or AE_ENOTFOUND when the key is not cached. */
-int ae_cache_delete(ae_cache *c, const char *key);
+AE_EXTERN int ae_cache_delete(ae_cache *c, const char *key);
 /* One bounded maintenance step (expiry sweep of at most a few hundred entries,
  * persistent flush when due, prune past the size cap). The background thread runs
  * the same step every maintenance_interval_ms. */
-int ae_cache_maintain(ae_cache *c);
+AE_EXTERN int ae_cache_maintain(ae_cache *c);
 /* Shrinks the in-memory tier to at most fraction (0..1) of its byte and entry limits
  * (the memory processor's cleanup hook). */
-int ae_cache_shrink(ae_cache *c, double fraction);
+AE_EXTERN int ae_cache_shrink(ae_cache *c, double fraction);
 /* Commits pending persistent writes and last-access updates. */
-int ae_cache_flush(ae_cache *c);
+AE_EXTERN int ae_cache_flush(ae_cache *c);
 /* AE_OK when the persistent tier works or is not configured; else its failure. */
-int ae_cache_persist_status(ae_cache *c);
-void ae_cache_metrics_get(ae_cache *c, ae_cache_metrics *m);
+AE_EXTERN int ae_cache_persist_status(ae_cache *c);
+AE_EXTERN void ae_cache_metrics_get(ae_cache *c, ae_cache_metrics *m);
 /* JSON text of the metrics (camelCase names: hitRatio, performanceScore, ...),
  * allocated; free with ae_free. NULL on allocation failure. */
-char *ae_cache_metrics_json(ae_cache *c);
+AE_EXTERN char *ae_cache_metrics_json(ae_cache *c);
 
 /* ======================================================================== */
 /* Resource probes (src/probe)                                               */
@@ -357,14 +417,14 @@ typedef struct {
   void (*log)(void *ud, const char *msg); void *log_ud; /* NULL = one stderr line */
 } ae_probe_options;
 
-int ae_probe_new(ae_probe_read_fn read_file, void *ud, ae_probe **out);
-int ae_probe_new_ex(const ae_probe_options *opts, ae_probe **out);
-void ae_probe_free(ae_probe *p);
+AE_EXTERN int ae_probe_new(ae_probe_read_fn read_file, void *ud, ae_probe **out);
+AE_EXTERN int ae_probe_new_ex(const ae_probe_options *opts, ae_probe **out);
+AE_EXTERN void ae_probe_free(ae_probe *p);
 /* Thread-safe. Fails only on bad arguments; missing sources degrade (see above). */
-int ae_probe_read(ae_probe *p, ae_probe_reading *r);
+AE_EXTERN int ae_probe_read(ae_probe *p, ae_probe_reading *r);
 
 /* ======================================================================== */
-/* DynamicBatchOptimizer (src/batchopt)                                      */
+/* Batch optimizer (src/batchopt)                                            */
 /* ======================================================================== */
 
 /* Learns the batch size (and the token budget per batch) that maximises a score of
@@ -409,15 +469,15 @@ typedef struct {
   int samples;               /* retained samples */
 } ae_batch_analytics;
 
-void ae_batchopt_config_default(ae_batchopt_config *cfg);
-int ae_batchopt_new(const ae_batchopt_config *cfg, ae_batchopt **out);
-void ae_batchopt_free(ae_batchopt *o);
-int ae_batchopt_record(ae_batchopt *o, const ae_batch_sample *s);
-int ae_batchopt_recommend(ae_batchopt *o, ae_batch_recommendation *r);
-int ae_batchopt_analytics(ae_batchopt *o, ae_batch_analytics *a);
+AE_EXTERN void ae_batchopt_config_default(ae_batchopt_config *cfg);
+AE_EXTERN int ae_batchopt_new(const ae_batchopt_config *cfg, ae_batchopt **out);
+AE_EXTERN void ae_batchopt_free(ae_batchopt *o);
+AE_EXTERN int ae_batchopt_record(ae_batchopt *o, const ae_batch_sample *s);
+AE_EXTERN int ae_batchopt_recommend(ae_batchopt *o, ae_batch_recommendation *r);
+AE_EXTERN int ae_batchopt_analytics(ae_batchopt *o, ae_batch_analytics *a);
 
 /* ======================================================================== */
-/* MemoryAwareProcessor (src/memproc)                                        */
+/* Memory-aware processor (src/memproc)                                      */
 /* ======================================================================== */
 
 typedef struct ae_memproc ae_memproc;
@@ -485,21 +545,21 @@ typedef struct {
   size_t batches;
 } ae_memproc_result;
 
-void ae_memproc_config_default(ae_memproc_config *cfg);
-int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
-void ae_memproc_free(ae_memproc *m);
+AE_EXTERN void ae_memproc_config_default(ae_memproc_config *cfg);
+AE_EXTERN int ae_memproc_new(const ae_memproc_config *cfg, ae_memproc **out);
+AE_EXTERN void ae_memproc_free(ae_memproc *m);
 /* Runs fn over items 0..n-1. Not reentrant on one processor (AE_ESTATE). AE_ENOMEM
  * before anything ran when the n item statuses cannot be allocated, or after the run
  * when the failed-item lists cannot be (the counts stay valid, the lists are NULL). */
-int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
+AE_EXTERN int ae_memproc_process(ae_memproc *m, size_t n, ae_batch_fn fn, void *ctx,
                        const ae_memproc_callbacks *cb, ae_memproc_result *res);
-void ae_memproc_result_free(ae_memproc_result *res);
-int ae_memproc_current_strategy(const ae_memproc *m);
+AE_EXTERN void ae_memproc_result_free(ae_memproc_result *res);
+AE_EXTERN int ae_memproc_current_strategy(const ae_memproc *m);
 /* Strategy for a memory % given the current one (the hysteresis rule above). */
-int ae_memproc_strategy_for(const ae_memproc_config *cfg, int current, double memory_pct);
+AE_EXTERN int ae_memproc_strategy_for(const ae_memproc_config *cfg, int current, double memory_pct);
 
 /* ======================================================================== */
-/* OptimizedEmbeddingGenerator, store and query (src/generator, src/store)   */
+/* Generator, store and query (src/generator, src/store)                     */
 /* ======================================================================== */
 
 /* ---- Annotations and the text that gets embedded (src/text) ---- */
@@ -527,18 +587,18 @@ typedef struct ae_annotation_set ae_annotation_set;
 typedef void (*ae_input_error_fn)(void *ud, const char *where, const char *message);
 
 /* Reads JSONL annotations ("-" = stdin). Fails only when the file cannot be read. */
-int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void *ud,
+AE_EXTERN int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void *ud,
                               ae_annotation_set **out);
 /* Reads the original's SQLite `annotations` table (node_id, file_path, start_line,
  * end_line, node_type, signature, metadata JSON with summary [, sourceSnippet,
  * language]). */
-int ae_annotations_load_db(const char *path, ae_input_error_fn on_error, void *ud,
+AE_EXTERN int ae_annotations_load_db(const char *path, ae_input_error_fn on_error, void *ud,
                            ae_annotation_set **out);
-size_t ae_annotation_set_count(const ae_annotation_set *s);
-const ae_annotation *ae_annotation_set_items(const ae_annotation_set *s);
+AE_EXTERN size_t ae_annotation_set_count(const ae_annotation_set *s);
+AE_EXTERN const ae_annotation *ae_annotation_set_items(const ae_annotation_set *s);
 /* Number of records rejected while loading. */
-size_t ae_annotation_set_rejected(const ae_annotation_set *s);
-void ae_annotation_set_free(ae_annotation_set *s);
+AE_EXTERN size_t ae_annotation_set_rejected(const ae_annotation_set *s);
+AE_EXTERN void ae_annotation_set_free(ae_annotation_set *s);
 
 /* How an annotation becomes the text that is embedded:
  * "Signature: <sig> | Summary: <summary> | Code: <code>" (empty parts left out).
@@ -560,16 +620,16 @@ typedef struct {
   size_t max_code_chars;    /* default 65536, 0 = unlimited */
 } ae_text_options;
 
-void ae_text_options_default(ae_text_options *o);
+AE_EXTERN void ae_text_options_default(ae_text_options *o);
 /* Builds the text of one annotation into *text (allocated; free with ae_free).
  * *code_capped (may be NULL) is set when max_code_chars cut the code.
  * AE_EINVAL (with detail naming the node) when nothing is left to embed. */
-int ae_annotation_text(const ae_annotation *a, const ae_text_options *o, char **text,
+AE_EXTERN int ae_annotation_text(const ae_annotation *a, const ae_text_options *o, char **text,
                        size_t *len, int *code_capped);
 /* The cleaning steps on their own (allocated; free with ae_free). */
-char *ae_clean_signature(const char *sig);
-char *ae_clean_summary(const char *summary);
-char *ae_clean_code(const char *code, const char *language);
+AE_EXTERN char *ae_clean_signature(const char *sig);
+AE_EXTERN char *ae_clean_summary(const char *summary);
+AE_EXTERN char *ae_clean_code(const char *code, const char *language);
 
 /* ---- Store: one SQLite database of annotations and vectors (src/store) ---- */
 
@@ -592,50 +652,50 @@ typedef struct ae_store ae_store;
 
 /* Opens (creating it and its folder when needed) or fails with a message naming the
  * file: unreadable, not a database, newer schema. read_only: never creates. */
-int ae_store_open(const char *path, int read_only, ae_store **out);
-void ae_store_close(ae_store *s);
+AE_EXTERN int ae_store_open(const char *path, int read_only, ae_store **out);
+AE_EXTERN void ae_store_close(ae_store *s);
 
 /* XXH3-128 of the embedded text: what decides whether a node must be re-embedded. */
-void ae_text_hash(const char *text, size_t len, uint8_t out[16]);
+AE_EXTERN void ae_text_hash(const char *text, size_t len, uint8_t out[16]);
 
 /* Records the model (its folder, made absolute, so `query` finds it). */
-int ae_store_register_model(ae_store *s, const uint8_t fp[16], const char *name,
+AE_EXTERN int ae_store_register_model(ae_store *s, const uint8_t fp[16], const char *name,
                             const char *dir, int dim);
 /* The most recently used model (or fp's when fp_in is non-NULL): folder (allocated,
  * ae_free), fingerprint, dim. AE_ENOTFOUND when none. */
-int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16], int *dim);
+AE_EXTERN int ae_store_model(ae_store *s, const uint8_t *fp_in, char **dir, uint8_t fp[16], int *dim);
 
 /* Vector of node_id for model fp when its stored text hash is h: AE_OK (and
  * *same_node = 1); else the vector of any node with the same text under fp
  * (*same_node = 0); else AE_EMISS. out has room for dim floats. *truncated (may be
  * NULL) gets the stored flag: 1 the text was cut at the max length, 0 it was not,
  * -1 unknown (rows from schema version 1). */
-int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
+AE_EXTERN int ae_store_lookup(ae_store *s, const uint8_t fp[16], const char *node_id,
                     const uint8_t h[16], float *out, int dim, int *same_node, int *truncated);
 
 /* Batch writes: begin, put (annotation row upserted, written only when it changed;
  * vector upserted when vec is non-NULL, with its truncated flag: 1, 0 or -1 unknown),
  * commit. rollback discards the batch. */
-int ae_store_begin(ae_store *s);
-int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
+AE_EXTERN int ae_store_begin(ae_store *s);
+AE_EXTERN int ae_store_put(ae_store *s, const ae_annotation *a, const uint8_t h[16],
                  const uint8_t fp[16], const float *vec, int dim, int truncated);
-int ae_store_commit(ae_store *s);
-void ae_store_rollback(ae_store *s);
+AE_EXTERN int ae_store_commit(ae_store *s);
+AE_EXTERN void ae_store_rollback(ae_store *s);
 
 /* --prune: for every file that occurs in items, deletes the stored nodes of that file
  * that are not among items (and vectors left without an annotation). */
-int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *deleted);
+AE_EXTERN int ae_store_prune(ae_store *s, const ae_annotation *items, size_t n, size_t *deleted);
 
 /* Calls fn for every recorded model, most recently used first. */
 typedef void (*ae_model_row_fn)(void *ud, const uint8_t fp[16], const char *name,
                                 const char *dir, int dim, int64_t last_used_at);
-int ae_store_list_models(ae_store *s, ae_model_row_fn fn, void *ud);
+AE_EXTERN int ae_store_list_models(ae_store *s, ae_model_row_fn fn, void *ud);
 
 typedef struct {
   uint64_t annotations, vectors, current_vectors, models, files;
   uint64_t db_bytes, generation;
 } ae_store_stats;
-int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
+AE_EXTERN int ae_store_stats_get(ae_store *s, const uint8_t *fp, ae_store_stats *st);
 
 /* Exact cosine search over every current vector of model fp. The vectors are held
  * as one contiguous row-normalised matrix (cached per store handle and in a snapshot
@@ -651,16 +711,16 @@ typedef struct {
   int vector_rank;        /* 1-based rank in the vector list, 0 = not in it */
 } ae_search_hit;
 
-int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
+AE_EXTERN int ae_store_search(ae_store *s, const uint8_t fp[16], const float *query, int dim,
                     size_t k, float min_score, ae_search_hit **hits, size_t *n_hits);
-void ae_search_hits_free(ae_search_hit *hits, size_t n);
+AE_EXTERN void ae_search_hits_free(ae_search_hit *hits, size_t n);
 /* Rows in the model's matrix (loads it). */
-int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
+AE_EXTERN int ae_store_matrix_rows(ae_store *s, const uint8_t fp[16], size_t *rows);
 
-/* ---- OptimizedEmbeddingGenerator (src/generator) ---- */
+/* ---- Generator (src/generator) ---- */
 
 /* One configuration, four sections, each of which can be disabled. As JSON (keys as
- * in the seed; see config/production.json and config/development.json):
+ * in the original tool, see README; config/production.json and config/development.json):
  *   {"preset": "production",           (optional: start from a preset)
  *    "model": {"enabled", "path", "threads", "maxLength", "precision" ("f32"|"bf16"),
  *              "text": {"includeSignature", "includeSummary", "includeCode",
@@ -706,15 +766,15 @@ typedef struct {
   char preset[32];             /* "" when none */
 } ae_generator_config;
 
-/* The seed's component defaults. */
-void ae_generator_config_default(ae_generator_config *c);
+/* Every component's defaults (the original tool's values, see README). */
+AE_EXTERN void ae_generator_config_default(ae_generator_config *c);
 /* "production" or "development" (AE_EINVAL naming the preset otherwise). */
-int ae_generator_config_preset(ae_generator_config *c, const char *name);
+AE_EXTERN int ae_generator_config_preset(ae_generator_config *c, const char *name);
 /* Applies a JSON document on top of c (name: used in errors, e.g. the file path). */
-int ae_generator_config_apply_json(ae_generator_config *c, const char *json, const char *name);
-int ae_generator_config_load_file(ae_generator_config *c, const char *path);
+AE_EXTERN int ae_generator_config_apply_json(ae_generator_config *c, const char *json, const char *name);
+AE_EXTERN int ae_generator_config_load_file(ae_generator_config *c, const char *path);
 /* The configuration as JSON (allocated; ae_free). */
-char *ae_generator_config_json(const ae_generator_config *c);
+AE_EXTERN char *ae_generator_config_json(const ae_generator_config *c);
 
 typedef struct ae_generator ae_generator;
 
@@ -737,7 +797,7 @@ typedef void (*ae_log_fn)(void *ud, int level, const char *msg);
 /* Progress: done of total items, of which hits came from a cache tier. */
 typedef void (*ae_progress_fn)(void *ud, size_t done, size_t total, size_t hits);
 
-/* The seed's PerformanceMetrics. */
+/* The generator's metrics, one struct per component and overall. */
 typedef struct {
   struct {
     double hit_ratio, miss_ratio;      /* over lookups: memory cache + store tier */
@@ -770,22 +830,22 @@ typedef struct {
 } ae_performance_metrics;
 
 /* Checks and copies the configuration; nothing is loaded yet. */
-int ae_generator_new(const ae_generator_config *cfg, ae_generator **out);
+AE_EXTERN int ae_generator_new(const ae_generator_config *cfg, ae_generator **out);
 /* Optional, before or after init: the store used as the persistent tier and written
  * to (annotations + vectors, one transaction per batch). Borrowed, not freed. */
-int ae_generator_set_store(ae_generator *g, ae_store *s);
+AE_EXTERN int ae_generator_set_store(ae_generator *g, ae_store *s);
 /* force: ignore the cache tiers and re-embed everything. */
-void ae_generator_set_force(ae_generator *g, int force);
+AE_EXTERN void ae_generator_set_force(ae_generator *g, int force);
 /* Before init: the load-cache folder passed to ae_encoder_load (see
  * ae_encoder_options.cache_dir; copied; NULL = none, the default). */
-int ae_generator_set_load_cache_dir(ae_generator *g, const char *dir);
-void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level);
-void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud);
+AE_EXTERN int ae_generator_set_load_cache_dir(ae_generator *g, const char *dir);
+AE_EXTERN void ae_generator_set_log(ae_generator *g, ae_log_fn fn, void *ud, int level);
+AE_EXTERN void ae_generator_set_progress(ae_generator *g, ae_progress_fn fn, void *ud);
 /* Loads the model and creates the cache, optimizer and memory processor. */
-int ae_generator_init(ae_generator *g);
-int ae_generator_dim(const ae_generator *g);
-void ae_generator_fingerprint(const ae_generator *g, uint8_t fp[16]);
-ae_encoder *ae_generator_encoder(ae_generator *g);
+AE_EXTERN int ae_generator_init(ae_generator *g);
+AE_EXTERN int ae_generator_dim(const ae_generator *g);
+AE_EXTERN void ae_generator_fingerprint(const ae_generator *g, uint8_t fp[16]);
+AE_EXTERN ae_encoder *ae_generator_encoder(ae_generator *g);
 /* Embeds n annotations into results[n] (see ae_embed_result). Path: store / cache
  * lookup, misses tokenized and ordered by token length, batches sized by the
  * optimizer's token budget within the memory processor's strategy, encoder, then
@@ -793,17 +853,17 @@ ae_encoder *ae_generator_encoder(ae_generator *g);
  * AE_EINTR after ae_generator_cancel (the batch in flight is committed; the items
  * not reached get AE_EINTR), or an error when nothing could run. One call at a time
  * per generator. */
-int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
+AE_EXTERN int ae_generator_embed(ae_generator *g, const ae_annotation *items, size_t n,
                        ae_embed_result *results);
-void ae_embed_results_free(ae_embed_result *results, size_t n);
+AE_EXTERN void ae_embed_results_free(ae_embed_result *results, size_t n);
 /* Async-signal-safe: stop after the batch in flight. */
-void ae_generator_cancel(ae_generator *g);
-int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m);
-char *ae_generator_metrics_json(ae_generator *g);        /* ae_free */
-char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
+AE_EXTERN void ae_generator_cancel(ae_generator *g);
+AE_EXTERN int ae_generator_metrics(ae_generator *g, ae_performance_metrics *m);
+AE_EXTERN char *ae_generator_metrics_json(ae_generator *g);        /* ae_free */
+AE_EXTERN char *ae_generator_metrics_prometheus(ae_generator *g);  /* ae_free */
 /* Maintenance: cache expiry sweep and flush, optimizer recommendation, malloc_trim. */
-int ae_generator_optimize(ae_generator *g);
-void ae_generator_free(ae_generator *g);
+AE_EXTERN int ae_generator_optimize(ae_generator *g);
+AE_EXTERN void ae_generator_free(ae_generator *g);
 
 /* ======================================================================== */
 /* Embedding server (src/serve) and the metrics writers it shares            */
@@ -995,6 +1055,68 @@ AE_EXTERN int ae_mcp_serve(const ae_mcp_options *o, int in_fd, int out_fd);
  * "generic" off x86-64), or NULL when ASTEMBED_CPU holds another value
  * (ae_last_error() says which). */
 AE_EXTERN const char *ae_cpu_path(void);
+
+/* ---- Hugging Face Hub: models by name (src/hub) ------------------------------------
+ * ORG/NAME[@REV] names a model repository on the Hub (REV: branch, tag or commit;
+ * default main). Snapshots live in the cache huggingface_hub uses ($HF_HUB_CACHE, else
+ * $HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface or
+ * ~/.cache/huggingface), so either tool serves the other's downloads. */
+enum { AE_HUB_FILE_START, AE_HUB_FILE_PROGRESS, AE_HUB_FILE_DONE };
+typedef struct {
+  int event;               /* AE_HUB_FILE_* */
+  const char *file;        /* path inside the repository */
+  int file_index, file_count;
+  uint64_t file_done, file_total;   /* bytes of this file (file_total 0: unknown) */
+  uint64_t done, total;    /* bytes of every file of the pull */
+  int cached;              /* FILE_DONE: it was already in the cache, nothing downloaded */
+} ae_hub_progress;
+typedef void (*ae_hub_progress_fn)(void *ud, const ae_hub_progress *p);
+
+typedef struct {
+  const char *endpoint;    /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+  const char *cache_dir;   /* NULL: the Hugging Face cache above */
+  const char *token;       /* NULL: $HF_TOKEN, else the file $HF_TOKEN_PATH or $HF_HOME/token */
+  const char *revision;    /* overrides the spec's @REV */
+  int offline;             /* 1: no network (also when $HF_HUB_OFFLINE is 1, true, yes or on) */
+  int readme;              /* 1: also fetch README.md */
+  ae_hub_progress_fn progress;
+  void *progress_ud;
+} ae_hub_options;
+
+/* 1 when spec is ORG/NAME[@REV] and not an existing file or folder (an existing
+ * folder always wins), else 0. */
+AE_EXTERN int ae_hub_is_model_name(const char *spec);
+/* The cached snapshot folder of spec (ae_free), without the network. AE_ENOTFOUND,
+ * with the exact `astembed model pull` command in ae_last_error(), when it is not
+ * cached or incomplete. */
+AE_EXTERN int ae_hub_resolve(const char *spec, const ae_hub_options *o, char **dir);
+/* Downloads what an encoder needs (config, model.safetensors, tokenizer and
+ * sentence-transformers files) into the cache and returns the snapshot folder
+ * (ae_free). Already cached blobs are not fetched again. Offline: ae_hub_resolve. */
+AE_EXTERN int ae_hub_pull(const char *spec, const ae_hub_options *o, char **dir);
+/* spec's folder: an existing path as is; ORG/NAME[@REV] its cached snapshot, or pulled
+ * first when auto_pull and online. */
+AE_EXTERN int ae_hub_model_dir(const char *spec, const ae_hub_options *o, int auto_pull, char **dir);
+
+typedef struct {
+  const char *repo;        /* ORG/NAME */
+  const char *refs;        /* the revisions naming this commit, comma-separated ("" none) */
+  const char *commit;
+  const char *path;        /* the snapshot folder */
+  uint64_t bytes;          /* its files' blobs */
+  int64_t last_used;       /* newest access time of its blobs, Unix seconds */
+  int complete;            /* 1: config.json and model.safetensors are present */
+} ae_hub_cached;
+typedef void (*ae_hub_cached_fn)(void *ud, const ae_hub_cached *m);
+/* Calls fn for every snapshot in the cache, by repository then commit. */
+AE_EXTERN int ae_hub_list(const ae_hub_options *o, ae_hub_cached_fn fn, void *ud);
+/* Removes repo (ORG/NAME) from the cache: its blobs, snapshots, refs and locks. Never
+ * follows a symlink out of the repository folder. AE_ENOTFOUND when not cached. */
+AE_EXTERN int ae_hub_remove(const char *repo, const ae_hub_options *o);
+/* 1 when dir is a snapshot folder of the cache layout (.../models--ORG--NAME/
+ * snapshots/COMMIT), with repo "ORG/NAME" and commit copied out; else 0. */
+AE_EXTERN int ae_hub_snapshot_info(const char *dir, char *repo, size_t repo_cap,
+                                   char *commit, size_t commit_cap);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* DynamicBatchOptimizer: learns the batch size, and the token budget per batch, that
+/* The batch optimizer: learns the batch size, and the token budget per batch, that
  * give the best throughput the machine can sustain within its CPU and memory targets.
  *
  * Score. Each batch size seen in the retained history (the last history_retention

@@ -1,4 +1,4 @@
-/* IntelligentEmbeddingCache: the in-memory tier.
+/* The embedding cache: the in-memory tier.
  *
  * Layout. Two kinds of objects:
  *   - an entry per key (file path / node id): the key, the content hash it was set

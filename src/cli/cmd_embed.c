@@ -7,8 +7,7 @@
  * stopped. SIGINT finishes the batch in flight, commits it and exits (status 130).
  */
 #define _GNU_SOURCE
-#include "cli/cli.h"
-#include "common/common.h"
+#include "cli.h"
 
 #include <jansson.h>
 
@@ -35,7 +34,9 @@ static void usage(FILE *f) {
     "sourceSnippet, metadata{file_path, start_line, end_line, node_type, language}}\n"
     "(--input, '-' = stdin) or the SQLite 'annotations' table of the original tool\n"
     "(--annotations-db). Bad records are reported and skipped.\n\n"
-    "  --model DIR        model folder (default: $ASTEMBED_MODEL, or the config's model.path)\n"
+    "  --model DIR        model folder (default: $ASTEMBED_MODEL, or the config's model.path),\n"
+    "                     or ORG/NAME[@REV] of the Hugging Face Hub, pulled when missing\n"
+    "  --offline          no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --config FILE      generator configuration (JSON; see config/production.json)\n"
     "  --preset NAME      start from the production or development preset\n"
     "  --threads N        encoder threads (default: all CPUs)\n"
@@ -53,7 +54,7 @@ static void usage(FILE *f) {
 
 /* ---- logging and progress ---------------------------------------------------------- */
 
-static double now_s(void) { return ae__now_ms() / 1000.0; }
+static double now_s(void) { return cli_now_ms() / 1000.0; }
 
 typedef struct {
   int level;
@@ -157,6 +158,7 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--lexical-only")) o->lexical_only = 1;
     else if (!strcmp(a, "--json")) o->json = 1;
     else if (!strcmp(a, "--no-progress")) o->progress = 0;
+    else if (!strcmp(a, "--offline")) cli_offline = 1;
     else if (!has) { fprintf(stderr, "astembed embed: unknown or incomplete option '%s'\n", a); return CLI_USAGE; }
     else if (!strcmp(a, "--input")) o->input = argv[++i];
     else if (!strcmp(a, "--annotations-db")) o->annotations_db = argv[++i];
@@ -167,10 +169,8 @@ static int parse(int argc, char **argv, opts *o) {
     else if (!strcmp(a, "--precision")) {
       if ((o->precision = cli_parse_precision("embed", argv[++i])) < 0) return CLI_USAGE;
     } else if (!strcmp(a, "--threads")) {
-      char *end;
-      errno = 0;
-      long t = strtol(argv[++i], &end, 10);
-      if (errno || *end || t < 0 || t > 1024) { fprintf(stderr, "astembed embed: bad --threads '%s'\n", argv[i]); return CLI_USAGE; }
+      long long t;
+      if (cli_parse_int("embed", a, argv[++i], 0, 1024, &t)) return CLI_USAGE;
       o->threads = (int)t;
     } else if (!strcmp(a, "--log-level")) {
       if ((o->log_level = parse_level(argv[++i])) < 0) {
@@ -218,7 +218,7 @@ static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annot
   ae_encoder_fingerprint(enc, fp);
   int dim = ae_encoder_dim(enc);
   ae_store *st = NULL;
-  if (ae__file_exists(o->db) && ae_store_open(o->db, 1, &st) != AE_OK) st = NULL;
+  if (access(o->db, F_OK) == 0 && ae_store_open(o->db, 1, &st) != AE_OK) st = NULL;
   size_t bad = 0, stored = 0, truncated = 0, tokens = 0;
   float *v = malloc((size_t)dim * sizeof(float));
   for (size_t i = 0; i < n; i++) {
@@ -252,13 +252,6 @@ static int dry_run(const opts *o, const ae_generator_config *cfg, const ae_annot
 }
 
 /* ---- run -------------------------------------------------------------------------------- */
-
-static int random_weights(const char *dir) {
-  char *p = ae__path_join(dir, "RANDOM-WEIGHTS.txt");
-  int r = p && ae__file_exists(p);
-  ae__free(p);
-  return r;
-}
 
 /* --lexical-only: annotation rows (and so the lexical index, which the store keeps in
  * step) without a model; LEXICAL_TX items per transaction. The text hash is the one
@@ -354,7 +347,10 @@ int cmd_embed(int argc, char **argv) {
     fprintf(stderr, "astembed embed: no model folder: give --model DIR or set ASTEMBED_MODEL\n");
     return CLI_USAGE;
   }
-  snprintf(cfg.model.path, sizeof cfg.model.path, "%s", model);
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("embed", model, o.progress && !o.json, &folder)) return CLI_FAIL;
+  snprintf(cfg.model.path, sizeof cfg.model.path, "%s", folder);
+  free(folder);
   if (o.threads) cfg.model.threads = o.threads;
   if (o.precision >= 0) cfg.model.precision = o.precision;
 
@@ -373,7 +369,7 @@ int cmd_embed(int argc, char **argv) {
   if (rc) return cli_fail("reading annotations", rc);
   size_t n = ae_annotation_set_count(set), rejected = ae_annotation_set_rejected(set);
   const ae_annotation *items = ae_annotation_set_items(set);
-  if (random_weights(cfg.model.path))
+  if (ae_model_is_random(cfg.model.path))
     fprintf(stderr, "astembed: note: %s has RANDOM weights (made by 'astembed model init-random'):"
                     " the vectors carry no meaning\n", cfg.model.path);
   if (o.dry_run) {
@@ -438,7 +434,10 @@ int cmd_embed(int argc, char **argv) {
     if (run_rc == AE_EINTR || g_interrupted) break;
     if (run_rc) break;
   }
-  if (!res) run_rc = ae__error(AE_ENOMEM, "out of memory");
+  if (!res) {
+    fprintf(stderr, "astembed embed: out of memory for the results\n");
+    run_rc = AE_ENOMEM;
+  }
   free(res);
   if (shown_fail > 20) fprintf(stderr, "astembed: warn: ... and %zu more failed items\n", shown_fail - 20);
   if (u.bar_enabled) { draw(&u, 1); clear_bar(&u); }

@@ -7,12 +7,10 @@
  * A bad line (invalid JSON, no "text" string) gets {"id": ..., "error": "..."} and
  * the exit status 1 at the end; the other lines are still embedded. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
-#include "common/common.h"
-#include "common/jsonl.h"
+#include "cli.h"
 
-#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +24,9 @@ static void usage(FILE *f) {
     "  f32    raw little-endian float32 rows of the model's dimension\n"
     "A bad line gets {\"id\": ..., \"error\": \"...\"} (f32: a zero row and the error on\n"
     "stderr) and the exit status is 1; the other lines are still embedded.\n\n"
-    "  --model DIR       model folder (default $ASTEMBED_MODEL)\n"
+    "  --model DIR       model folder (default $ASTEMBED_MODEL), or ORG/NAME[@REV] of the\n"
+    "                    Hugging Face Hub, pulled when missing\n"
+    "  --offline         no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --threads N       threads (default: all online CPUs)\n"
     "  --batch-size N    sequences per forward pass (default 32)\n"
     "  --max-length N    truncate to N tokens (default: the model's max_seq_length)\n"
@@ -40,24 +40,13 @@ typedef struct {
   json_t *line;        /* the parsed line (owned) */
   int32_t *ids;        /* tokens (ae_free) */
   size_t n_ids;
-  char *error;         /* ae__strdup'd message, NULL = ok */
+  char *error;         /* strdup'd message, NULL = ok */
 } item;
-
-static long parse_pos(const char *opt, const char *s) {
-  char *end;
-  errno = 0;
-  long v = s ? strtol(s, &end, 10) : -1;
-  if (!s || errno || *end || end == s || v <= 0) {
-    fprintf(stderr, "astembed encode: %s needs a positive integer, got '%s'\n", opt, s ? s : "");
-    return -1;
-  }
-  return v;
-}
 
 static void item_fail(item *it, const char *fmt, const char *detail) {
   char buf[1200];
   snprintf(buf, sizeof buf, fmt, detail);
-  it->error = ae__strdup(buf);
+  it->error = strdup(buf);
 }
 
 static int cmp_by_len(const void *a, const void *b, void *items) {
@@ -143,21 +132,22 @@ static void clear_items(item *items, size_t n) {
   for (size_t i = 0; i < n; i++) {
     json_decref(items[i].line);
     ae_free(items[i].ids);
-    ae__free(items[i].error);
+    free(items[i].error);
     memset(&items[i], 0, sizeof items[i]);
   }
 }
 
 int cmd_encode(int argc, char **argv) {
   const char *dir = cli_default_model(), *format = "jsonl", *precision = "f32";
-  long threads = 0, batch = 32, max_len = 0;
+  long long threads = 0, batch = 32, max_len = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return CLI_OK; }
     else if (!strcmp(a, "--model") && v) { dir = v; i++; }
-    else if (!strcmp(a, "--threads")) { if ((threads = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
-    else if (!strcmp(a, "--batch-size")) { if ((batch = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
-    else if (!strcmp(a, "--max-length")) { if ((max_len = parse_pos(a, v)) < 0) return CLI_USAGE; i++; }
+    else if (!strcmp(a, "--offline")) cli_offline = 1;
+    else if (!strcmp(a, "--threads")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &threads)) return CLI_USAGE; i++; }
+    else if (!strcmp(a, "--batch-size")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &batch)) return CLI_USAGE; i++; }
+    else if (!strcmp(a, "--max-length")) { if (cli_parse_int("encode", a, v, 1, LLONG_MAX, &max_len)) return CLI_USAGE; i++; }
     else if (!strcmp(a, "--format") && v) { format = v; i++; }
     else if (!strcmp(a, "--precision") && v) {
       if (cli_parse_precision("encode", v) < 0) return CLI_USAGE;
@@ -176,11 +166,14 @@ int cmd_encode(int argc, char **argv) {
   ae_encoder_options opts = {.threads = (int)(threads > 4096 ? 4096 : threads),
                             .max_length = (int)(max_len > 1 << 20 ? 1 << 20 : max_len),
                             .precision = precision};
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("encode", dir, 1, &folder)) return CLI_FAIL;
   ae_encoder *enc = NULL;
-  int rc = ae_encoder_load(dir, &opts, &enc);
-  if (rc) return cli_fail(dir, rc);
-  ae__jsonl *in = NULL;
-  if ((rc = ae__jsonl_open(stdin, "stdin", &in))) { ae_encoder_free(enc); return cli_fail("stdin", rc); }
+  int rc = ae_encoder_load(folder, &opts, &enc);
+  if (rc) { rc = cli_fail(dir, rc); free(folder); return rc; }
+  free(folder);
+  ae_jsonl *in = NULL;
+  if ((rc = ae_jsonl_open(stdin, "stdin", &in))) { ae_encoder_free(enc); return cli_fail("stdin", rc); }
   /* a window of 8 batches (at least 256 items) is sorted by length at a time */
   size_t window = (size_t)batch * 8 < 256 ? 256 : (size_t)batch * 8, n = 0;
   item *items = calloc(window, sizeof *items);
@@ -190,7 +183,7 @@ int cmd_encode(int argc, char **argv) {
   while (!eof) {
     json_t *val = NULL;
     size_t line_no = 0;
-    rc = ae__jsonl_next(in, &val, &line_no);
+    rc = ae_jsonl_next(in, &val, &line_no);
     if (rc == 1) eof = 1;
     else if (rc == AE_EIO) { cli_fail("stdin", rc); status = CLI_FAIL; break; }
     else {
@@ -218,7 +211,7 @@ int cmd_encode(int argc, char **argv) {
   }
   clear_items(items, n);
   free(items);
-  ae__jsonl_close(in);
+  ae_jsonl_close(in);
   ae_encoder_free(enc);
   if (fflush(stdout)) status = CLI_FAIL;
   if (bad) {

@@ -3,7 +3,7 @@
  * this command parses the options, routes SIGTERM/SIGINT to a clean stop and keeps
  * stdout for protocol messages only. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <signal.h>

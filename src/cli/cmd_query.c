@@ -15,8 +15,7 @@
  * so the choice only selects which stored vectors are searched.
  */
 #define _GNU_SOURCE
-#include "cli/cli.h"
-#include "common/common.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -40,7 +39,9 @@ static void usage(FILE *f) {
     "  --path GLOB        only files matching GLOB (SQLite GLOB: '*' also crosses '/')\n"
     "  --db PATH          index database (default .astembed/index.db)\n"
     "  --model DIR        model folder (default: the one the index was built with,\n"
-    "                     else $ASTEMBED_MODEL)\n"
+    "                     else $ASTEMBED_MODEL), or ORG/NAME[@REV] of the Hugging Face\n"
+    "                     Hub, pulled when missing\n"
+    "  --offline          no network (also HF_HUB_OFFLINE=1): a model name must be cached\n"
     "  --top K            results (default 10)\n"
     "  --min-score S      drop vector candidates below this cosine similarity (default -1;\n"
     "                     vector and hybrid modes)\n"
@@ -91,9 +92,11 @@ static int parse(int argc, char **argv, qopts *o) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     double v;
+    long long n;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return -1; }
     if (!strcmp(a, "--timing")) { o->timing = 1; continue; }
     if (!strcmp(a, "--no-load-cache")) { o->no_load_cache = 1; continue; }
+    if (!strcmp(a, "--offline")) { cli_offline = 1; continue; }
     if (a[0] != '-' || !a[1]) {
       if (o->text) { fprintf(stderr, "astembed query: more than one query text (quote it)\n"); return CLI_USAGE; }
       o->text = a;
@@ -116,9 +119,9 @@ static int parse(int argc, char **argv, qopts *o) {
       if (cli_parse_precision("query", val) < 0) return CLI_USAGE;
       o->precision = val;
     }
-    else if (!strcmp(a, "--top")) { if (num(a, val, 1, 100000, &v)) return CLI_USAGE; o->top = (long)v; }
-    else if (!strcmp(a, "--lines")) { if (num(a, val, 0, 1000, &v)) return CLI_USAGE; o->lines = (long)v; }
-    else if (!strcmp(a, "--threads")) { if (num(a, val, 0, 1024, &v)) return CLI_USAGE; o->threads = (int)v; }
+    else if (!strcmp(a, "--top")) { if (cli_parse_int("query", a, val, 1, 100000, &n)) return CLI_USAGE; o->top = (long)n; }
+    else if (!strcmp(a, "--lines")) { if (cli_parse_int("query", a, val, 0, 1000, &n)) return CLI_USAGE; o->lines = (long)n; }
+    else if (!strcmp(a, "--threads")) { if (cli_parse_int("query", a, val, 0, 1024, &n)) return CLI_USAGE; o->threads = (int)n; }
     else if (!strcmp(a, "--min-score")) { if (num(a, val, -1, 1, &v)) return CLI_USAGE; o->min_score = v; }
     else if (!strcmp(a, "--format")) {
       if (!strcmp(val, "plain")) o->format = FMT_PLAIN;
@@ -204,11 +207,11 @@ static int query_lexical(const qopts *o, ae_store *st, double t0) {
   ae_search_hit *hits = NULL;
   size_t nh = 0;
   int rc = ae_store_search_ex(st, &so, o->text, NULL, NULL, 0, &hits, &nh);
-  double t_search = ae__now_ms();
+  double t_search = cli_now_ms();
   if (rc) return cli_fail("searching", rc);
   print_hits(o, hits, nh, NULL);
   if (o->timing)
-    fprintf(stderr, "timing: open + lexical search %.1f ms, print %.1f ms, total %.1f ms\n", t_search - t0, ae__now_ms() - t_search, ae__now_ms() - t0);
+    fprintf(stderr, "timing: open + lexical search %.1f ms, print %.1f ms, total %.1f ms\n", t_search - t0, cli_now_ms() - t_search, cli_now_ms() - t0);
   ae_search_hits_free(hits, nh);
   return CLI_OK;
 }
@@ -217,7 +220,7 @@ int cmd_query(int argc, char **argv) {
   qopts o;
   int rc = parse(argc, argv, &o);
   if (rc) return rc < 0 ? CLI_OK : rc;
-  double t0 = ae__now_ms();
+  double t0 = cli_now_ms();
   ae_store *st;
   if ((rc = ae_store_open(o.db, 1, &st))) return cli_fail("opening the index", rc);
   if (o.mode < 0) {
@@ -242,16 +245,24 @@ int cmd_query(int argc, char **argv) {
                     " (--mode lexical needs none)\n", o.db);
     return CLI_USAGE;
   }
+  char *folder;   /* ORG/NAME[@REV]: the cached snapshot, pulled when missing */
+  if (cli_model_dir("query", model, 1, &folder)) {
+    ae_free(recorded);
+    ae_store_close(st);
+    return CLI_FAIL;
+  }
+  model = folder;
   ae_encoder_options eo = {.threads = o.threads, .prepack = AE_PREPACK_OFF, /* one short text */
                            .cache_dir = o.no_load_cache ? NULL : cli_load_cache_dir(),
                            .precision = o.precision};
   ae_encoder *enc = NULL;
   if ((rc = ae_encoder_load(model, &eo, &enc))) {
     ae_free(recorded);
+  free(folder);
     ae_store_close(st);
     return cli_fail("loading the model", rc);
   }
-  double t_load = ae__now_ms();
+  double t_load = cli_now_ms();
   if (ae_model_is_random(model))
     fprintf(stderr, "astembed: note: %s has RANDOM weights: the vector ranking carries no meaning\n", model);
   uint8_t fp[16];
@@ -263,7 +274,7 @@ int cmd_query(int argc, char **argv) {
       memcpy(fp, as, 16);
   }
   int dim = ae_encoder_dim(enc);
-  float *q = ae__malloc((size_t)dim * sizeof(float));
+  float *q = malloc((size_t)dim * sizeof(float));
   size_t len = strlen(o.text);
   const char *texts[1] = {o.text};
   int status = AE_OK;
@@ -271,19 +282,20 @@ int cmd_query(int argc, char **argv) {
   size_t nh = 0;
   rc = q ? ae_encoder_embed_texts(enc, texts, &len, 1, q, &status) : AE_ENOMEM;
   if (!rc) rc = status;
-  double t_embed = ae__now_ms();
+  double t_embed = cli_now_ms();
   size_t rows = 0;
   if (!rc && o.timing) rc = ae_store_matrix_rows(st, fp, &rows);
-  double t_matrix = ae__now_ms();
+  double t_matrix = cli_now_ms();
   ae_search_options so;
   search_options(&o, &so);
   if (!rc) rc = ae_store_search_ex(st, &so, o.text, fp, q, dim, &hits, &nh);
-  double t_search = ae__now_ms();
+  double t_search = cli_now_ms();
   if (rc) {
     int code = cli_fail("searching", rc);
-    ae__free(q);
+    free(q);
     ae_encoder_free(enc);
     ae_free(recorded);
+  free(folder);
     ae_store_close(st);
     return code;
   }
@@ -292,11 +304,12 @@ int cmd_query(int argc, char **argv) {
     fprintf(stderr, "timing: open+model load %.1f ms, embed query %.1f ms, load %zu vectors %.1f ms,"
             " %s search top-%ld %.1f ms, print %.1f ms, total %.1f ms\n", t_load - t0, t_embed - t_load, rows,
             t_matrix - t_embed, ae_search_mode_name(o.mode), o.top, t_search - t_matrix,
-            ae__now_ms() - t_search, ae__now_ms() - t0);
+            cli_now_ms() - t_search, cli_now_ms() - t0);
   ae_search_hits_free(hits, nh);
-  ae__free(q);
+  free(q);
   ae_encoder_free(enc);
   ae_free(recorded);
+  free(folder);
   ae_store_close(st);
   return CLI_OK;
 }

@@ -2,7 +2,7 @@
  * the public API. SIGTERM and SIGINT stop it cleanly: no new connections, every
  * accepted request answered, exit 0. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
+#include "cli.h"
 
 #include <errno.h>
 #include <signal.h>

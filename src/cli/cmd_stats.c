@@ -1,8 +1,7 @@
 /* astembed stats: what the index holds (annotations, files, models and their current
  * vectors, size), as text, JSON or Prometheus exposition text. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
-#include "common/common.h"
+#include "cli.h"
 
 #include <jansson.h>
 #include <stdlib.h>

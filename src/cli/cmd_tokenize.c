@@ -1,13 +1,10 @@
 /* astembed tokenize: JSONL {"text": ...} on stdin -> JSONL {"ids": [...]} on stdout, in
  * input order. A bad line gets {"error": "..."} in its place and the run goes on; the
  * exit status is 1 when any line failed. */
-#include "cli/cli.h"
-#include "common/common.h"
-#include "common/jsonl.h"
-#include "tokenizer/tokenizer.h"
+#include "cli.h"
 
-#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,40 +20,6 @@ static void usage(FILE *f) {
     "                    Default: the model's max length (sentence_bert_config.json\n"
     "                    max_seq_length, else tokenizer_config.json model_max_length,\n"
     "                    else config.json max_position_embeddings).\n");
-}
-
-/* A positive integer member of dir/name, or 0 when the file or member is absent. */
-static int json_int_member(const char *dir, const char *name, const char *key, long *out) {
-  *out = 0;
-  char *path = ae__path_join(dir, name);
-  if (!path) return ae__error(AE_ENOMEM, "out of memory");
-  int rc = AE_OK;
-  if (ae__file_exists(path)) {
-    json_error_t err;
-    json_t *root = json_load_file(path, 0, &err);
-    if (!root) {
-      rc = ae__error(AE_EFORMAT, "%s: invalid JSON at line %d: %s", path, err.line, err.text);
-    } else {
-      json_t *v = json_object_get(root, key);
-      if (json_is_integer(v) && json_integer_value(v) > 0) *out = (long)json_integer_value(v);
-      json_decref(root);
-    }
-  }
-  ae__free(path);
-  return rc;
-}
-
-/* The model's truncation length, as the encoder derives it (0 = none found). */
-static int default_max_length(const char *dir, const ae_tokenizer *tok, long *out) {
-  long st, pos;
-  int rc;
-  if ((rc = json_int_member(dir, "sentence_bert_config.json", "max_seq_length", &st)) ||
-      (rc = json_int_member(dir, "config.json", "max_position_embeddings", &pos)))
-    return rc;
-  long len = st ? st : ae__tokenizer_model_max_length(tok);
-  if (!len || (pos && len > pos)) len = pos; /* positions bound every length */
-  *out = len;
-  return AE_OK;
 }
 
 /* Growable output line. */
@@ -121,19 +84,13 @@ static int tokenize_line(const ae_tokenizer *tok, json_t *v, size_t line_no, siz
 
 int cmd_tokenize(int argc, char **argv) {
   const char *dir = cli_default_model();
-  long max_len = -1;
+  long long max_len = -1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); return CLI_OK; }
     if (!strcmp(argv[i], "--model") && i + 1 < argc) { dir = argv[++i]; continue; }
     if (!strcmp(argv[i], "--max-length") && i + 1 < argc) {
-      char *end;
-      errno = 0;
-      max_len = strtol(argv[++i], &end, 10);
-      if (errno || *end || end == argv[i] || max_len < 0) {
-        fprintf(stderr, "astembed tokenize: --max-length needs a non-negative integer, got '%s'\n",
-                argv[i]);
-        return CLI_USAGE;
-      }
+      if (cli_parse_int("tokenize", argv[i], argv[i + 1], 0, INT_MAX, &max_len)) return CLI_USAGE;
+      i++;
       continue;
     }
     fprintf(stderr, "astembed tokenize: unknown or incomplete option '%s'\n\n", argv[i]);
@@ -147,12 +104,16 @@ int cmd_tokenize(int argc, char **argv) {
   ae_tokenizer *tok;
   int rc = ae_tokenizer_load(dir, &tok);
   if (rc) return cli_fail("loading the tokenizer", rc);
-  if (max_len < 0 && (rc = default_max_length(dir, tok, &max_len))) {
-    ae_tokenizer_free(tok);
-    return cli_fail("reading the model's max length", rc);
+  int model_len;
+  if (max_len < 0) {
+    if ((rc = ae_model_max_length(dir, &model_len))) {
+      ae_tokenizer_free(tok);
+      return cli_fail("reading the model's max length", rc);
+    }
+    max_len = model_len;
   }
-  ae__jsonl *r;
-  if ((rc = ae__jsonl_open(stdin, "stdin", &r))) {
+  ae_jsonl *r;
+  if ((rc = ae_jsonl_open(stdin, "stdin", &r))) {
     ae_tokenizer_free(tok);
     return cli_fail("reading stdin", rc);
   }
@@ -161,7 +122,7 @@ int cmd_tokenize(int argc, char **argv) {
   line_buf out = {0};
   size_t failed = 0, line_no;
   json_t *v;
-  while ((rc = ae__jsonl_next(r, &v, &line_no)) != 1) {
+  while ((rc = ae_jsonl_next(r, &v, &line_no)) != 1) {
     if (rc == AE_EIO) { rc = cli_fail("reading stdin", rc); goto done; }
     if (rc) { write_error(ae_last_error()); failed++; continue; }
     failed += (size_t)tokenize_line(tok, v, line_no, (size_t)max_len, &out);
@@ -172,7 +133,7 @@ int cmd_tokenize(int argc, char **argv) {
 done:
   if (fflush(stdout)) rc = CLI_FAIL;
   free(out.s);
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   ae_tokenizer_free(tok);
   return rc;
 }

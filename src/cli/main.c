@@ -1,8 +1,10 @@
 /* astembed: dispatch to subcommands. */
 #define _GNU_SOURCE
-#include "cli/cli.h"
+#include "cli.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int cmd_model(int argc, char **argv);
@@ -67,6 +69,26 @@ int cli_parse_precision(const char *cmd, const char *value) {
   int p = ae_precision_parse(value);
   if (p < 0) fprintf(stderr, "astembed %s: bad --precision '%s' (f32 or bf16)\n", cmd, value);
   return p;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *value, long long lo,
+                  long long hi, long long *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = value ? strtoll(value, &end, 10) : 0;
+  if (!value || !*value || errno || *end || v < lo || v > hi) {
+    fprintf(stderr, "astembed %s: %s needs an integer in [%lld, %lld], got '%s'\n", cmd, opt, lo,
+            hi, value ? value : "");
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+double cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 const char *cli_load_cache_dir(void) {

@@ -10,7 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-const char *ae_version(void) { return "0.1.0"; }
+/* The version is the header's AE_VERSION_* (CMake reads the same macros). */
+#define AE_STR_(x) #x
+#define AE_STR(x) AE_STR_(x)
+const char *ae_version(void) {
+  return AE_STR(AE_VERSION_MAJOR) "." AE_STR(AE_VERSION_MINOR) "." AE_STR(AE_VERSION_PATCH);
+}
 
 /* ---- allocator ---------------------------------------------------------- */
 

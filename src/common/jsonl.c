@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
-struct ae__jsonl {
+struct ae_jsonl {
   FILE *f;
   char *name;
   char *line;   /* getline buffer (libc-allocated) */
@@ -14,8 +14,8 @@ struct ae__jsonl {
   size_t line_no;
 };
 
-int ae__jsonl_open(FILE *f, const char *name, ae__jsonl **out) {
-  ae__jsonl *r = ae__calloc(1, sizeof *r);
+int ae_jsonl_open(FILE *f, const char *name, ae_jsonl **out) {
+  ae_jsonl *r = ae__calloc(1, sizeof *r);
   if (!r) return ae__error(AE_ENOMEM, "%s: out of memory", name);
   r->name = ae__strdup(name ? name : "input");
   if (!r->name) { ae__free(r); return ae__error(AE_ENOMEM, "%s: out of memory", name); }
@@ -47,7 +47,7 @@ int ae__jsonl_parse(const char *line, size_t len, const char *name, size_t line_
   return AE_OK;
 }
 
-int ae__jsonl_next(ae__jsonl *r, json_t **val, size_t *line_no) {
+int ae_jsonl_next(ae_jsonl *r, json_t **val, size_t *line_no) {
   *val = NULL;
   for (;;) {
     errno = 0;
@@ -63,7 +63,7 @@ int ae__jsonl_next(ae__jsonl *r, json_t **val, size_t *line_no) {
   }
 }
 
-void ae__jsonl_close(ae__jsonl *r) {
+void ae_jsonl_close(ae_jsonl *r) {
   if (!r) return;
   free(r->line);
   ae__free(r->name);

@@ -5,7 +5,7 @@
 #ifndef AE_METRICS_H
 #define AE_METRICS_H
 #include "astembed.h"
-#include "text/strbuf.h"
+#include "common/strbuf.h"
 #include <jansson.h>
 #include <stddef.h>
 

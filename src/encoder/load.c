@@ -3,11 +3,24 @@
 #include "encoder/encoder.h"
 #include <string.h>
 
+static int load_dir(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out);
+
+/* A model name ORG/NAME[@REV] that is not an existing folder loads its cached Hugging
+ * Face snapshot (src/hub); the loader itself never downloads. */
 int ae_encoder_load(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out) {
   if (!model_dir || !out) return ae__error(AE_EINVAL, "encoder: NULL argument");
   *out = NULL;
   int prec;   /* checked before the (costly) model load */
   if (opts && ae__precision_option(opts->precision, &prec)) return AE_EINVAL;
+  if (!ae_hub_is_model_name(model_dir)) return load_dir(model_dir, opts, out);
+  char *dir = NULL;
+  int rc = ae_hub_resolve(model_dir, NULL, &dir);
+  if (!rc) rc = load_dir(dir, opts, out);
+  ae_free(dir);
+  return rc;
+}
+
+static int load_dir(const char *model_dir, const ae_encoder_options *opts, ae_encoder **out) {
   ae__bert_model *m = NULL;
   ae_tokenizer *tok = NULL;
   const char *cache_dir = opts ? opts->cache_dir : NULL;

@@ -1,4 +1,4 @@
-/* The generator's configuration: defaults, the seed's two presets, and JSON.
+/* The generator's configuration: defaults, the two presets, and JSON.
  *
  * One table describes every key (its JSON name, type, range and where it lives in
  * ae_generator_config), and both the parser and the JSON writer walk that table, so
@@ -18,7 +18,7 @@
  *                processor tighter (thresholds 75/60/45/25) so a laptop stays usable.
  */
 #include "generator/generator.h"
-#include "text/strbuf.h"
+#include "common/strbuf.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -36,8 +36,8 @@ void ae_generator_config_default(ae_generator_config *c) {
   c->model.enabled = 1;
   ae_text_options_default(&c->model.text);
 
-  /* Each section starts from its component's own defaults (the seed's values), so a
-   * field added to a component is never left zero here. */
+  /* Each section starts from its component's own defaults (the original tool's
+   * values), so a field added to a component is never left zero here. */
   c->cache.enabled = 1;
   ae_cache_config_default(&c->cache.config);
 

@@ -1,4 +1,4 @@
-/* OptimizedEmbeddingGenerator: the path every annotation takes.
+/* The generator: the path every annotation takes.
  *
  *   text  ->  store tier (same node, same text: nothing to do)
  *         ->  memory cache (ae_cache, keyed by node id + text, model fingerprint)
@@ -10,9 +10,9 @@
  *             tokens (cost grows with tokens, not items) -> encoder -> cache, and
  *             the store in one transaction per batch.
  *
- * In the seed none of the three adaptive components was on this path; here each is,
- * and each can be switched off in the configuration (then: no cache tier; fixed
- * batches of 32 items; no strategy switching).
+ * Each of the three adaptive components is on this path, and each can be switched
+ * off in the configuration (then: no cache tier; fixed batches of 32 items; no
+ * strategy switching).
  *
  * Tokenization runs on its own thread, a bounded number of items ahead of the batch
  * being encoded (phase 2 below explains the order it takes the misses in).
@@ -161,6 +161,11 @@ static int register_model(ae_generator *g) {
   const char *dir = g->cfg.model.path;
   const char *slash = strrchr(dir, '/');
   const char *name = slash && slash[1] ? slash + 1 : dir;
+  char repo[256], commit[64], hub_name[400];
+  if (ae_hub_snapshot_info(dir, repo, sizeof repo, commit, sizeof commit)) {
+    snprintf(hub_name, sizeof hub_name, "%s@%s", repo, commit);   /* the repo id and commit */
+    name = hub_name;
+  }
   char named[4200];  /* a bf16 index row says so, next to the f32 one of the same folder */
   if (g->enc && strcmp(ae_encoder_precision(g->enc), "f32")) {
     snprintf(named, sizeof named, "%s (%s)", name, ae_encoder_precision(g->enc));
@@ -184,6 +189,13 @@ int ae_generator_init(ae_generator *g) {
   if (c->model.enabled) {
     if (!c->model.path[0])
       return ae__error(AE_EINVAL, "generator: no model folder (model.path, --model or ASTEMBED_MODEL)");
+    if (ae_hub_is_model_name(c->model.path)) {   /* ORG/NAME[@REV]: its cached snapshot */
+      char *snap = NULL;
+      if ((rc = ae_hub_resolve(c->model.path, NULL, &snap))) return rc;
+      int fits = snprintf(c->model.path, sizeof c->model.path, "%s", snap) < (int)sizeof c->model.path;
+      ae_free(snap);
+      if (!fits) return ae__error(AE_EINVAL, "generator: the snapshot path of the model is too long");
+    }
     ae_encoder_options eo = {.threads = c->model.threads, .max_length = c->model.max_length,
                              .precision = ae_precision_name(c->model.precision),
                              .cache_dir = g->load_cache_dir};

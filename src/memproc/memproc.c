@@ -1,4 +1,4 @@
-/* MemoryAwareProcessor: runs a batch function over n items with batch size and
+/* The memory-aware processor: runs a batch function over n items with batch size and
  * concurrency chosen from memory pressure, re-read between batches.
  *
  * Exactly-once. The previous design re-split the remaining items whenever the
@@ -65,8 +65,8 @@ struct ae_memproc {
 static const char *const strat_names[AE_STRAT_COUNT] = {"streaming", "conservative",
                                                         "balanced", "aggressive"};
 
-/* The memory and CPU overheads are the seed's advisory estimates (reported, not acted
- * on); they are the one source of the values config/production.json and
+/* The memory and CPU overheads are the original tool's advisory estimates
+ * (reported, not acted on); they are the one source of the values config/production.json and
  * config/development.json write out. */
 void ae_memproc_config_default(ae_memproc_config *c) {
   memset(c, 0, sizeof *c);

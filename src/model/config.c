@@ -3,7 +3,9 @@
 #include "model/model.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- config.json ----------------------------------------------------------- */
@@ -122,9 +124,9 @@ const char *ae__act_name(int act) {
 
 static const char *const pool_names[] = {"mean", "cls", "max", "mean_sqrt_len"};
 
-const char *ae__pooling_name(int p) { return p >= 0 && p < 4 ? pool_names[p] : "?"; }
+const char *ae_pooling_name(int p) { return p >= 0 && p < 4 ? pool_names[p] : "?"; }
 
-int ae__pooling_from_name(const char *name) {
+int ae_pooling_parse(const char *name) {
   for (int p = 0; p < 4; p++)
     if (!strcmp(pool_names[p], name)) return p;
   return -1;
@@ -266,6 +268,25 @@ int ae__max_length_load(const char *dir, int max_positions, int override, int *m
     json_decref(root);
   }
   *max_length = len ? len : max_positions;
+  return AE_OK;
+}
+
+/* A folder that holds only a tokenizer has no config.json and so no position bound:
+ * the bound is then INT_MAX, reported as 0 (no length). config.json is read for its
+ * one key here; ae__bert_load validates the rest. */
+int ae_model_max_length(const char *dir, int *max_length) {
+  json_t *root;
+  int rc = load_json_opt(dir, "config.json", 0, &root), positions = INT_MAX, len;
+  if (rc) return rc;
+  if (root) {
+    char what[4200];
+    snprintf(what, sizeof what, "%s/config.json", dir);
+    rc = get_int(root, what, "max_position_embeddings", 0, INT_MAX, 1, INT_MAX, &positions);
+    json_decref(root);
+    if (rc) return rc;
+  }
+  if ((rc = ae__max_length_load(dir, positions, 0, &len))) return rc;
+  *max_length = len == INT_MAX ? 0 : len;
   return AE_OK;
 }
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-void ae__init_random_options_default(ae__init_random_options *o) {
+void ae_model_random_options_default(ae_model_random_options *o) {
   memset(o, 0, sizeof *o);
   o->dtype = "F32";
   o->pooling = -1;
@@ -29,11 +29,11 @@ void ae__init_random_options_default(ae__init_random_options *o) {
 }
 
 int ae_model_init_random(const char *like_dir, const char *out_dir, uint64_t seed, const char *dtype) {
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.seed = seed;
   if (dtype) o.dtype = dtype;
-  return ae__model_init_random_ex(like_dir, out_dir, &o);
+  return ae_model_init_random_opts(like_dir, out_dir, &o);
 }
 
 /* ---- files ------------------------------------------------------------------ */
@@ -98,13 +98,13 @@ static int copy_or_remove(const char *like, const char *out, const char *name) {
 
 /* ---- config ------------------------------------------------------------------- */
 
-static int config_overridden(const ae__init_random_options *o) {
+static int config_overridden(const ae_model_random_options *o) {
   return o->layers || o->hidden || o->heads || o->intermediate || o->max_positions || o->hidden_act;
 }
 
 /* config.json: copied byte for byte, or like's JSON with the overridden keys. */
 static int write_config(const char *like, const char *out, const char *text, size_t len,
-                        const ae__init_random_options *o) {
+                        const ae_model_random_options *o) {
   char *dst = ae__path_join(out, "config.json");
   if (!dst) return ae__error(AE_ENOMEM, "%s: out of memory", out);
   int rc;
@@ -168,7 +168,7 @@ static int pooling_path(const char *like, char *out, size_t cap) {
 }
 
 static int write_side_files(const char *like, const char *out, const ae__bert_config *lc,
-                            const ae__bert_config *c, const ae__init_random_options *o) {
+                            const ae__bert_config *c, const ae_model_random_options *o) {
   static const char *const copied[] = {"tokenizer.json", "vocab.txt", "tokenizer_config.json",
                                        "special_tokens_map.json", "config_sentence_transformers.json"};
   int rc;
@@ -329,7 +329,7 @@ static int fill(void *ud, size_t i, uint8_t *buf, size_t nbytes) {
   return AE_OK;
 }
 
-static int write_weights(const char *out, const ae__bert_config *c, const ae__init_random_options *o,
+static int write_weights(const char *out, const ae__bert_config *c, const ae_model_random_options *o,
                          int dtype) {
   plan p = {.prefix = o->bert_prefix ? "bert." : "", .dtype = dtype, .seed = o->seed};
   p.cap = 8 + 16 * (size_t)c->layers;
@@ -357,7 +357,7 @@ static int same_dir(const char *a, const char *b) {
   return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
 }
 
-static int apply_overrides(ae__bert_config *c, const ae__init_random_options *o, const char *what) {
+static int apply_overrides(ae__bert_config *c, const ae_model_random_options *o, const char *what) {
   if (o->layers < 0 || o->hidden < 0 || o->heads < 0 || o->intermediate < 0 || o->max_positions < 0 ||
       o->max_seq_length < 0)
     return ae__error(AE_EINVAL, "%s: negative size", what);
@@ -442,7 +442,7 @@ static int place_folder(const char *tmp, const char *out) {
 
 static int write_folder(const char *like, const char *out, const char *text, size_t len,
                         const ae__bert_config *lc, const ae__bert_config *c,
-                        const ae__init_random_options *o, int dtype) {
+                        const ae_model_random_options *o, int dtype) {
   int rc = write_config(like, out, text, len, o);
   if (rc == AE_OK) rc = write_side_files(like, out, lc, c, o);
   if (rc == AE_OK) rc = write_weights(out, c, o, dtype);
@@ -450,7 +450,7 @@ static int write_folder(const char *like, const char *out, const char *text, siz
   return rc;
 }
 
-int ae__model_init_random_ex(const char *like, const char *out, const ae__init_random_options *o) {
+int ae_model_init_random_opts(const char *like, const char *out, const ae_model_random_options *o) {
   if (!like || !*like || !out || !*out) return ae__error(AE_EINVAL, "init-random: empty folder path");
   const char *dt = o->dtype ? o->dtype : "F32";
   int dtype = ae__st_dtype_from_name(dt);

@@ -10,7 +10,7 @@
 #define XXH_STATIC_LINKING_ONLY
 #include "model/model.h"
 #include "model/safetensors.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -446,6 +446,25 @@ int ae__bert_load_ex(const char *dir, int max_length_override, const char *cache
     return rc;
   }
   *out = m;
+  return AE_OK;
+}
+
+int ae_model_info_load(const char *dir, int max_length, ae_model_info *info) {
+  ae__bert_model *m;
+  int rc = ae__bert_load(dir, max_length, &m);
+  if (rc) return rc;
+  const ae__bert_config *c = &m->cfg;
+  *info = (ae_model_info){
+      .hidden_size = c->hidden, .num_hidden_layers = c->layers, .num_attention_heads = c->heads,
+      .intermediate_size = c->intermediate, .vocab_size = c->vocab,
+      .max_position_embeddings = c->max_positions, .type_vocab_size = c->type_vocab,
+      .pad_token_id = c->pad_id, .layer_norm_eps = c->ln_eps, .pooling = m->pooling,
+      .normalize = m->normalize, .max_length = m->max_length, .parameters = m->n_params,
+      .bert_prefix = m->bert_prefix};
+  snprintf(info->hidden_act, sizeof info->hidden_act, "%s", ae__act_name(c->act));
+  snprintf(info->dtype, sizeof info->dtype, "%s", m->dtype);
+  memcpy(info->fingerprint, m->fingerprint, 16);
+  ae__bert_free(m);
   return AE_OK;
 }
 

@@ -78,8 +78,6 @@ int ae__bert_config_parse(const char *json, size_t len, const char *what, ae__be
 /* Parameters of the encoder tensors a config implies (embeddings + layers). */
 int64_t ae__bert_param_count(const ae__bert_config *c);
 const char *ae__act_name(int act);
-const char *ae__pooling_name(int pooling); /* "mean", "cls", "max", "mean_sqrt_len" */
-int ae__pooling_from_name(const char *name); /* AE_POOL_* or -1 */
 
 /* sentence-transformers modules of dir: modules.json (Pooling path, Normalize
  * listed or not; other modules such as Dense refused) and the Pooling config
@@ -96,19 +94,4 @@ float ae__f16_to_f32(uint16_t h);
 uint16_t ae__f32_to_bf16(float f);
 float ae__bf16_to_f32(uint16_t h);
 
-/* Random-weight model folders (ae_model_init_random with variations for tests).
- * Fields left at their defaults keep like_dir's values. */
-typedef struct {
-  uint64_t seed;
-  const char *dtype;      /* "F32" (default), "F16" or "BF16" */
-  int layers, hidden, heads, intermediate, max_positions; /* 0 = like_dir's config */
-  const char *hidden_act; /* NULL = like_dir's; "gelu", "gelu_new" or "relu" */
-  int pooling;            /* -1 = like_dir's, else AE_POOL_* */
-  int normalize;          /* -1 = like_dir's, 0 = no Normalize module, 1 = Normalize */
-  int max_seq_length;     /* 0 = like_dir's sentence_bert_config.json */
-  int bert_prefix;        /* 1 = tensor names with the "bert." prefix */
-} ae__init_random_options;
-void ae__init_random_options_default(ae__init_random_options *o);
-int ae__model_init_random_ex(const char *like_dir, const char *out_dir,
-                             const ae__init_random_options *o);
 #endif

@@ -43,7 +43,7 @@
 #define _GNU_SOURCE
 #include "serve/serve.h"
 #include "common/metrics.h"
-#include "text/strbuf.h"
+#include "common/strbuf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -147,6 +147,11 @@ static void on_model(void *ud, const uint8_t fp[16], const char *name, const cha
   json_object_set_new(m, "fingerprint", json_string(hex));
   json_object_set_new(m, "name", json_string(name ? name : ""));
   json_object_set_new(m, "dir", json_string(dir ? dir : ""));
+  char repo[256], commit[64];   /* a Hugging Face snapshot: the repo id and commit */
+  if (ae_hub_snapshot_info(dir, repo, sizeof repo, commit, sizeof commit)) {
+    json_object_set_new(m, "repo", json_string(repo));
+    json_object_set_new(m, "commit", json_string(commit));
+  }
   json_object_set_new(m, "dim", json_integer(dim));
   json_object_set_new(m, "currentVectors", json_integer((json_int_t)s.current_vectors));
   json_object_set_new(m, "lastUsedAt", json_integer(last_used));

@@ -141,12 +141,12 @@ int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void
   FILE *f = is_stdin ? stdin : fopen(path, "rb");
   if (!f) return ae__error(errno == ENOENT ? AE_ENOTFOUND : AE_EIO, "%s: %s", path, strerror(errno));
   ae_annotation_set *s = ae__calloc(1, sizeof *s);
-  ae__jsonl *r = NULL;
-  int rc = s ? ae__jsonl_open(f, is_stdin ? "stdin" : path, &r) : AE_ENOMEM;
+  ae_jsonl *r = NULL;
+  int rc = s ? ae_jsonl_open(f, is_stdin ? "stdin" : path, &r) : AE_ENOMEM;
   while (rc == AE_OK) {
     json_t *v;
     size_t line;
-    int st = ae__jsonl_next(r, &v, &line);
+    int st = ae_jsonl_next(r, &v, &line);
     if (st == 1) break;
     char where[512], why[256] = "";
     snprintf(where, sizeof where, "%s:%zu", is_stdin ? "stdin" : path, line);
@@ -169,7 +169,7 @@ int ae_annotations_load_jsonl(const char *path, ae_input_error_fn on_error, void
       if (on_error) on_error(ud, where, why);
     }
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   if (!is_stdin) fclose(f);
   if (rc != AE_OK) { ae_annotation_set_free(s); return rc == AE_ENOMEM && !s ? ae__error(rc, "%s: out of memory", path) : rc; }
   *out = s;

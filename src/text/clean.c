@@ -5,7 +5,7 @@
  *   "Signature: <clean sig> | Summary: <clean summary> | Code: <clean code>"
  */
 #include "text/text.h"
-#include "text/strbuf.h"
+#include "common/strbuf.h"
 
 #include <ctype.h>
 #include <string.h>

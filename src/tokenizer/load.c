@@ -5,7 +5,7 @@
  * normalisers or pre-tokenizers) is refused with an error naming the file and the
  * unsupported piece, never tokenized approximately. */
 #include "tokenizer/tokenizer.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 // ctest-timeout: 120
-/* DynamicBatchOptimizer on simulated workloads: throughput curves with a known peak
+/* The batch optimizer on simulated workloads: throughput curves with a known peak
  * and noise, scripted failures and resource pressure, random property checks.
  *
  * Convergence criterion (stated, checked): for each curve family and each peak in

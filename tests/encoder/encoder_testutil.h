@@ -156,7 +156,7 @@ typedef struct {
   uint64_t seed;
 } tm_shape;
 
-/* root/model-NAME: random weights (ae__model_init_random_ex, mean pooling) for a small
+/* root/model-NAME: random weights (ae_model_init_random_opts, mean pooling) for a small
  * BERT config of shape s and tm_small_vocab, made from root/like-NAME. Returns the
  * folder (malloc'ed) or NULL, having said why on stderr. */
 static inline char *tm_model_dir(const char *root, const char *name, tm_shape s) {
@@ -177,12 +177,12 @@ static inline char *tm_model_dir(const char *root, const char *name, tm_shape s)
     tm_write_file(like, "tokenizer_config.json", tc);
   }
   snprintf(out, 512, "%s/model-%s", root, name);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.seed = s.seed;
   o.normalize = s.normalize;
   o.pooling = AE_POOL_MEAN;
-  int rc = ae__model_init_random_ex(like, out, &o);
+  int rc = ae_model_init_random_opts(like, out, &o);
   if (rc) {
     fprintf(stderr, "init-random %s: %s\n", out, ae_last_error());
     free(out);

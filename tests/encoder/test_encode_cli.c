@@ -48,10 +48,10 @@ int main(void) {
   char like[4200], model[4200], in[4200], out[4200], out2[4200], outf[4200], args[9000];
   snprintf(like, sizeof like, "%s/models/all-MiniLM-L6-v2", sh);
   snprintf(model, sizeof model, "%s/model", tmp);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.layers = 2; o.hidden = 64; o.heads = 4; o.intermediate = 128; o.seed = 5;
-  CHECK_OK(ae__model_init_random_ex(like, model, &o));
+  CHECK_OK(ae_model_init_random_opts(like, model, &o));
 
   /* 300 lines of varied lengths, with three bad ones */
   snprintf(in, sizeof in, "%s/in.jsonl", tmp);

@@ -291,10 +291,10 @@ static void check_real_texts(const char *shared, const char *tmp, int torch) {
   char like[4200], dir[4200];
   snprintf(like, sizeof like, "%s/models/all-MiniLM-L6-v2", shared);
   snprintf(dir, sizeof dir, "%s/minilm-files", tmp);
-  ae__init_random_options io;
-  ae__init_random_options_default(&io);
+  ae_model_random_options io;
+  ae_model_random_options_default(&io);
   io.seed = 11;
-  CHECK_OK(ae__model_init_random_ex(like, dir, &io));
+  CHECK_OK(ae_model_init_random_opts(like, dir, &io));
   char *texts[N];
   size_t n = read_annotations(shared, texts, N);
   if (n < N) { printf("SKIP: the annotations file has %zu of %d texts\n", n, N); return; }

@@ -28,7 +28,7 @@ static char *make_text(size_t n_words, uint64_t salt) {
 }
 
 typedef struct {
-  int from_files;            /* 1: ae__model_init_random_ex + ae_encoder_load + texts;
+  int from_files;            /* 1: ae_model_init_random_opts + ae_encoder_load + texts;
                                 2: in memory, only when ../shared is missing */
   const char *name;
   int H, layers, heads, I, vocab, max_pos, act, pooling, normalize;
@@ -44,8 +44,8 @@ typedef struct {
 static void check_files_config(const config *c, const char *tmp, const char *like) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/%s", tmp, c->name);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.seed = 42 + c->H;
   o.dtype = c->dtype;
   o.layers = c->layers; o.hidden = c->H; o.heads = c->heads; o.intermediate = c->I;
@@ -54,7 +54,7 @@ static void check_files_config(const config *c, const char *tmp, const char *lik
   o.pooling = c->pooling;
   o.normalize = c->normalize;
   o.max_seq_length = c->max_len;
-  CHECK_OK(ae__model_init_random_ex(like, dir, &o));
+  CHECK_OK(ae_model_init_random_opts(like, dir, &o));
   ae_encoder *enc = NULL;
   ae_encoder_options eo = {.threads = 2, .max_length = 0};
   CHECK_OK(ae_encoder_load(dir, &eo, &enc));

@@ -65,10 +65,10 @@ int main(void) {
   char like[4200], model[4200], in[4200], out[4200], args[9000], prefix[4400];
   snprintf(like, sizeof like, "%s/models/all-MiniLM-L6-v2", sh);
   snprintf(model, sizeof model, "%s/model", tmp);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.layers = 2; o.hidden = 96; o.heads = 3; o.intermediate = 200; o.seed = 9;
-  CHECK_OK(ae__model_init_random_ex(like, model, &o));
+  CHECK_OK(ae_model_init_random_opts(like, model, &o));
 
   /* a few texts: 1 token to a few hundred, so every kernel tail is crossed */
   enum { N = 6 };

@@ -9,14 +9,14 @@
 typedef struct { uint64_t seed; int layers, hidden, heads, intermediate, max_len; } tiny_shape;
 
 static void make_tiny_minilm(const char *out, tiny_shape s) {
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.seed = s.seed;
   o.layers = s.layers;
   o.hidden = s.hidden;
   o.heads = s.heads;
   o.intermediate = s.intermediate;
   o.max_seq_length = s.max_len;
-  CHECK_OK(ae__model_init_random_ex("examples/model-config/all-MiniLM-L6-v2", out, &o));
+  CHECK_OK(ae_model_init_random_opts("examples/model-config/all-MiniLM-L6-v2", out, &o));
 }
 #endif

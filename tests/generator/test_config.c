@@ -1,4 +1,4 @@
-/* Generator configuration: the seed defaults, the two presets (and that the shipped
+/* Generator configuration: the defaults, the two presets (and that the shipped
  * config/ JSON files say exactly the same), JSON round trip, and every kind of bad
  * document rejected with the key named and the configuration left untouched. */
 #include "astembed.h"
@@ -35,7 +35,7 @@ int main(void) {
         m->strategies[AE_STRAT_BALANCED].approach == AE_APPROACH_PARALLEL &&
         m->strategies[AE_STRAT_CONSERVATIVE].cleanup_frequency == 50);
 
-  /* presets: the seed's cache numbers exactly */
+  /* presets: the original tool's cache numbers exactly */
   ae_generator_config p;
   ae_generator_config_default(&p);
   strcpy(p.model.path, "/models/x");

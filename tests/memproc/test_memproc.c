@@ -1,6 +1,6 @@
 // ctest-labels: tsan
 // ctest-timeout: 120
-/* MemoryAwareProcessor: strategy rule and hysteresis, callbacks, cleanup, real
+/* The memory-aware processor: strategy rule and hysteresis, callbacks, cleanup, real
  * concurrency of the parallel approach, and the exactly-once property under thousands
  * of randomized runs with scripted pressure (real threads: also run under TSan). */
 #define _GNU_SOURCE

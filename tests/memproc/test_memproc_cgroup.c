@@ -1,7 +1,7 @@
 // ctest-labels: cgroup
 // ctest-timeout: 120
 /* Real memory pressure: a child process in its own memory cgroup with a limit
- * allocates toward that limit while the MemoryAwareProcessor works through its items.
+ * allocates toward that limit while the memory-aware processor works through its items.
  * The processor must see the pressure through the real probe, move to conservative or
  * streaming, finish every item and not be OOM-killed. A control child with the same
  * workload and thresholds that never trigger must be OOM-killed, which shows that the

@@ -70,12 +70,12 @@ static uint8_t *read_bytes(const char *dir, const char *name, size_t *len) {
 static char *make_model(const char *cfg, const char *dtype, uint64_t seed, int bert_prefix) {
   char *like = tmp_dir(), *out = tmp_dir();
   write_text(like, "config.json", cfg ? cfg : tiny_config);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.seed = seed;
   o.dtype = dtype;
   o.bert_prefix = bert_prefix;
-  int rc = ae__model_init_random_ex(like, out, &o);
+  int rc = ae_model_init_random_opts(like, out, &o);
   if (rc) { fprintf(stderr, "init-random: %s: %s\n", ae_strerror(rc), ae_last_error()); exit(1); }
   rm_rf(like);
   free(like);

@@ -33,11 +33,11 @@ static int op_load(void *dir) {
 typedef struct { const char *like, *out; } pair;
 static int op_init(void *arg) {
   pair *p = arg;
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.dtype = "F16";
   o.pooling = AE_POOL_CLS; /* writes modules.json and 1_Pooling too */
-  return ae__model_init_random_ex(p->like, p->out, &o);
+  return ae_model_init_random_opts(p->like, p->out, &o);
 }
 
 int main(void) {

@@ -192,8 +192,8 @@ static void test_init_random_variants(void) {
   char *like = tmp_dir(), *out = tmp_dir();
   write_text(like, "config.json", tiny_config);
   write_text(like, "vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n");
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.pooling = AE_POOL_MAX;
   o.normalize = 1;
   o.layers = 3;
@@ -204,7 +204,7 @@ static void test_init_random_variants(void) {
   o.max_seq_length = 24;
   o.bert_prefix = 1;
   o.dtype = "BF16";
-  CHECK_OK(ae__model_init_random_ex(like, out, &o));
+  CHECK_OK(ae_model_init_random_opts(like, out, &o));
   ae__bert_model *m = load_ok(out, 0);
   CHECK(m->cfg.layers == 3 && m->cfg.hidden == 48 && m->cfg.heads == 6 && m->cfg.intermediate == 96);
   CHECK(m->cfg.act == AE__ACT_GELU_NEW && m->pooling == AE_POOL_MAX && m->normalize == 1);
@@ -215,11 +215,11 @@ static void test_init_random_variants(void) {
   free(vocab);
   /* rewriting the same folder without those options drops the stale files */
   set_file(like, "vocab.txt", NULL);
-  ae__init_random_options_default(&o);
+  ae_model_random_options_default(&o);
   o.hidden_act = "relu";
   o.pooling = AE_POOL_CLS;
   o.normalize = 0;
-  CHECK_OK(ae__model_init_random_ex(like, out, &o));
+  CHECK_OK(ae_model_init_random_opts(like, out, &o));
   m = load_ok(out, 0);
   CHECK(m->cfg.act == AE__ACT_RELU && m->pooling == AE_POOL_CLS && m->normalize == 0);
   CHECK(m->cfg.hidden == 32 && m->max_length == 40);
@@ -240,15 +240,15 @@ static void test_init_random_variants(void) {
   ae__bert_free(m);
   free(lpool);
   /* bad options */
-  ae__init_random_options_default(&o);
+  ae_model_random_options_default(&o);
   o.dtype = "F64";
-  CHECK(ae__model_init_random_ex(like, out, &o) == AE_EINVAL && strstr(ae_last_error(), "F64"));
-  ae__init_random_options_default(&o);
+  CHECK(ae_model_init_random_opts(like, out, &o) == AE_EINVAL && strstr(ae_last_error(), "F64"));
+  ae_model_random_options_default(&o);
   o.heads = 5;
-  CHECK(ae__model_init_random_ex(like, out, &o) == AE_EINVAL);
+  CHECK(ae_model_init_random_opts(like, out, &o) == AE_EINVAL);
   o.heads = 0;
   o.hidden_act = "swish";
-  CHECK(ae__model_init_random_ex(like, out, &o) == AE_EUNSUPPORTED);
+  CHECK(ae_model_init_random_opts(like, out, &o) == AE_EUNSUPPORTED);
   CHECK(ae_model_init_random(like, like, 1, "F32") == AE_EINVAL);
   CHECK(ae_model_init_random("/nonexistent-like", out, 1, "F32") == AE_ENOTFOUND &&
         strstr(ae_last_error(), "/nonexistent-like/config.json"));

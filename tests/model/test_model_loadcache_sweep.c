@@ -1,6 +1,6 @@
 // ctest-labels: model
 // ctest-timeout: 120
-/* The load cache's sweep (src/model/loadcache.c), on real files whose mtimes are set
+/* The load cache's sweep (src/common/loadcache.c), on real files whose mtimes are set
  * with utimensat: entries unused for 30 days are removed and recent ones kept; the
  * per-kind caps remove the least recently used first; stale temporary files go,
  * fresh ones stay; foreign names, look-alike names, symlinks (and their targets) and
@@ -10,7 +10,7 @@
  * of directory entries; and a folder the process cannot write (a read-only folder:
  * nothing can be removed, nothing touched) never fails a load. */
 #include "model_test_util.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 #include "tokenizer/tokenizer.h"
 #include "test.h"
 

@@ -50,10 +50,10 @@ static void st_setup(const char *tag) {
   char like[4200], model[4200];
   snprintf(like, sizeof like, "%s/models/all-MiniLM-L6-v2", sh);
   snprintf(model, sizeof model, "%s/model", st_tmp);
-  ae__init_random_options o;
-  ae__init_random_options_default(&o);
+  ae_model_random_options o;
+  ae_model_random_options_default(&o);
   o.layers = 2; o.hidden = 64; o.heads = 4; o.intermediate = 128; o.seed = 7;
-  if (ae__model_init_random_ex(like, model, &o)) { fprintf(stderr, "init-random: %s\n", ae_last_error()); exit(1); }
+  if (ae_model_init_random_opts(like, model, &o)) { fprintf(stderr, "init-random: %s\n", ae_last_error()); exit(1); }
 }
 
 static char *st_slurp(const char *path, size_t *n) {

@@ -18,12 +18,12 @@ static void print_ids(const char *label, const int32_t *ids, size_t n) {
 static size_t run_cases(const ae_tokenizer *tok, const char *path, size_t *mismatches) {
   FILE *f = fopen(path, "r");
   if (!f) { fprintf(stderr, "cannot open %s\n", path); t_fail++; return 0; }
-  ae__jsonl *r;
-  CHECK_OK(ae__jsonl_open(f, path, &r));
+  ae_jsonl *r;
+  CHECK_OK(ae_jsonl_open(f, path, &r));
   json_t *v;
   size_t line, cases = 0;
   int rc;
-  while ((rc = ae__jsonl_next(r, &v, &line)) != 1) {
+  while ((rc = ae_jsonl_next(r, &v, &line)) != 1) {
     if (rc) { CHECKF(0, "%s", ae_last_error()); continue; }
     json_t *text = json_object_get(v, "text"), *want = json_object_get(v, "ids");
     REQUIRE(json_is_string(text) && json_is_array(want));
@@ -54,7 +54,7 @@ static size_t run_cases(const ae_tokenizer *tok, const char *path, size_t *misma
     ae_free(ids);
     json_decref(v);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   return cases;
 }

@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #include "common/jsonl.h"
 #include "tokenizer/tokenizer.h"
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 #include "test.h"
 #include "failalloc.h"
 
@@ -104,11 +104,11 @@ static size_t compare_cases(const ae_tokenizer *a, const ae_tokenizer *b, const 
                             int check_ref) {
   FILE *f = fopen(path, "r");
   if (!f) { fprintf(stderr, "cannot open %s\n", path); t_fail++; return 0; }
-  ae__jsonl *r;
-  CHECK_OK(ae__jsonl_open(f, path, &r));
+  ae_jsonl *r;
+  CHECK_OK(ae_jsonl_open(f, path, &r));
   json_t *v;
   size_t line, cases = 0, bad = 0;
-  while (ae__jsonl_next(r, &v, &line) == 0) {
+  while (ae_jsonl_next(r, &v, &line) == 0) {
     json_t *text = json_object_get(v, "text");
     if (json_is_string(text)) {
       cases++;
@@ -118,7 +118,7 @@ static size_t compare_cases(const ae_tokenizer *a, const ae_tokenizer *b, const 
     }
     json_decref(v);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   CHECKF(bad == 0, "%s: %zu of %zu cases differ", path, bad, cases);
   return cases;

@@ -55,14 +55,14 @@ int main(void) {
   REQUIRE(tok);
   FILE *f = fopen(path, "r");
   REQUIRE(f);
-  ae__jsonl *r;
-  CHECK_OK(ae__jsonl_open(f, path, &r));
+  ae_jsonl *r;
+  CHECK_OK(ae_jsonl_open(f, path, &r));
   size_t n = 0, cap = 1024;
   char **texts = malloc(cap * sizeof *texts);
   size_t *lens = malloc(cap * sizeof *lens);
   json_t *v;
   size_t line;
-  while (ae__jsonl_next(r, &v, &line) == AE_OK && n < cap) {
+  while (ae_jsonl_next(r, &v, &line) == AE_OK && n < cap) {
     json_t *t = json_object_get(v, "text");
     lens[n] = json_string_length(t);
     texts[n] = malloc(lens[n] + 1);
@@ -70,7 +70,7 @@ int main(void) {
     n++;
     json_decref(v);
   }
-  ae__jsonl_close(r);
+  ae_jsonl_close(r);
   fclose(f);
   REQUIRE(n > 10);
   int32_t **want = malloc(n * sizeof *want);

@@ -1,7 +1,7 @@
 /* Load-cache file helpers (see loadcache.h): silent reads that mark a use, atomic
  * writes, and the sweep that keeps the folder bounded. */
 #define _GNU_SOURCE
-#include "model/loadcache.h"
+#include "common/loadcache.h"
 
 #include <dirent.h>
 #include <errno.h>

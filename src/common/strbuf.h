@@ -1,5 +1,6 @@
-/* A growable byte buffer used by the text cleaners and the CLI formatters. Allocation
- * failure is sticky: after it, appends are ignored and sb_finish returns NULL. */
+/* A growable byte buffer used by the text cleaners and the configuration writer.
+ * Allocation failure is sticky: after it, appends are ignored and sb_finish returns
+ * NULL. */
 #ifndef AE_STRBUF_H
 #define AE_STRBUF_H
 #include "common/common.h"
