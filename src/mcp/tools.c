@@ -1,7 +1,8 @@
 /* The MCP server's tools: what an assistant can ask the index.
  *
  * Five tools, one table (name, description, input schema, output schema, handler):
- *   query_ast_context    semantic search: the hits of `astembed query --format json`
+ *   query_ast_context    lexical, vector or hybrid search: the hits of
+ *                        `astembed query --format json`
  *   get_node_details     everything the index holds on one node
  *   list_recent_changes  nodes most recently added or re-embedded
  *   ast_file_query       every node of one file, in line order
@@ -26,20 +27,22 @@
  *
  * Loading. Nothing is loaded until a call needs it: the store is opened by the first
  * tool call (a missing index is a tool error, and a later call retries, so the server
- * can start before `astembed embed` has run), the model by the first search. The
- * model is the one given, else the one the index records; when the index records a
- * different model later (re-embedded with another one), the next search loads that.
+ * can start before `astembed embed` has run), the model by the first vector or
+ * hybrid search; a lexical search never loads it, so an index built with
+ * `embed --lexical-only` is served with no model at all. The model is the one given,
+ * else the one the index records; when the index records a different model later
+ * (re-embedded with another one), the next search loads that.
  *
- * Staying current. Every search goes through ae_store_search, which reads the
+ * Staying current. Every search goes through ae_store_search_ex, which reads the
  * index's generation counter in the same read transaction as the vectors and
- * rebuilds its matrix when the generation moved; `astembed embed` writes each batch
- * in one transaction, so a search never sees half a batch, and a hit whose node a
- * writer deleted meanwhile is left out.
+ * rebuilds its matrix when the generation moved, and reads the lexical index and
+ * every hit in one read transaction; `astembed embed` writes each batch (vectors and
+ * lexical rows together) in one transaction, so a search never sees half a batch,
+ * and a hit whose node a writer deleted meanwhile is left out.
  */
 #define _GNU_SOURCE
 #include "mcp/mcp.h"
 
-#include <fnmatch.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,27 +107,6 @@ static json_t *cut(const char *s, size_t max, int *was_cut) {
   json_t *j = ae__mcp_jstr(buf, max + 10);
   ae__free(buf);
   return j;
-}
-
-/* The first n non-blank lines of a snippet, trimmed on the right (as `astembed
- * query` prints them), each cut at CUT_LINE bytes. */
-static json_t *snippet_lines(const char *s, int n) {
-  json_t *a = json_array();
-  int shown = 0;
-  while (a && *s && shown < n) {
-    const char *e = strchr(s, '\n');
-    size_t len = e ? (size_t)(e - s) : strlen(s), t = len;
-    while (t && (s[t - 1] == ' ' || s[t - 1] == '\t' || s[t - 1] == '\r')) t--;
-    if (t) {
-      char *line = ae__strndup(s, t);
-      if (line) json_array_append_new(a, cut(line, CUT_LINE, NULL));
-      ae__free(line);
-      shown++;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  return a;
 }
 
 static void iso_time(int64_t t, char out[32]) {
@@ -308,105 +290,15 @@ static int need_encoder(ae__mcp_tools *t, const char *dir) {
 
 /* ---- query_ast_context ------------------------------------------------------------ */
 
-typedef struct {
-  const char *language, *path, *node_type;
-} filters;
-
-static int keep_hit(ae__mcp_tools *t, const filters *f, const ae_search_hit *h) {
-  if (f->node_type && strcmp(f->node_type, h->node_type)) return 0;
-  if (f->path && fnmatch(f->path, h->file_path, 0) != 0) return 0;
-  if (f->language) {
-    ae_node n;
-    if (ae_store_node_get(t->store, h->node_id, &n)) return 0;
-    int same = !strcasecmp(n.language, f->language);
-    ae_node_clear(&n);
-    if (!same) return 0;
-  }
-  return 1;
-}
-
-/* The best k hits that pass the filters (under store_mu). With filters, the search
- * asks for 8x more each round until k pass or every vector was ranked: the filters
- * stay exact, and the common unfiltered call is a single top-k. This is the one place
- * a search mode or an index-side filter plugs in. */
-static int search(ae__mcp_tools *t, const uint8_t fp[16], const float *q, int dim, size_t k,
-                  const filters *f, ae_search_hit **out, size_t *n_out, size_t *ranked) {
-  *out = NULL;
-  *n_out = 0;
-  int filtered = f->language || f->path || f->node_type;
-  size_t rows = 0;
-  int rc = ae_store_matrix_rows(t->store, fp, &rows);
-  if (rc) return rc;
-  *ranked = rows;
-  size_t want = filtered ? k * 8 : k;
-  for (;;) {
-    ae_search_hit *h;
-    size_t n;
-    if ((rc = ae_store_search(t->store, fp, q, dim, want, -1.0f, &h, &n))) return rc;
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (kept < k && keep_hit(t, f, &h[i])) {
-        if (kept != i) { ae_search_hit tmp = h[kept]; h[kept] = h[i]; h[i] = tmp; }
-        kept++;
-      }
-    }
-    if (kept == k || want >= rows || !filtered) {
-      /* the kept hits move to their own array; the rest go with h */
-      ae_search_hit *keep = ae__calloc(kept ? kept : 1, sizeof *keep);
-      if (!keep) { ae_search_hits_free(h, n); return ae__error(AE_ENOMEM, "out of memory"); }
-      memcpy(keep, h, kept * sizeof *keep);
-      memset(h, 0, kept * sizeof *h);
-      ae_search_hits_free(h, n);
-      *out = keep;
-      *n_out = kept;
-      return AE_OK;
-    }
-    ae_search_hits_free(h, n);
-    want = want * 8 > rows ? rows : want * 8;
-  }
-}
-
-static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const volatile int *cancelled) {
-  static const char *const known[] = {"query", "maxResults", "mode", "language", "path", "nodeType", NULL};
-  json_t *bad = check_keys(args, known);
-  if (bad) return bad;
-  json_t *qv = json_object_get(args, "query");
-  if (!json_is_string(qv) || !*json_string_value(qv))
-    return tool_error("argument 'query' is required: a non-empty string saying what code to find");
-  const char *query = json_string_value(qv);
-  if (strlen(query) > MAX_QUERY_BYTES)
-    return tool_error("argument 'query' is %zu bytes; the limit is %d", strlen(query), MAX_QUERY_BYTES);
-  long k = arg_int(args, "maxResults", 10, 1, 50, &bad);
-  const char *mode = arg_str(args, "mode", &bad);
-  filters f = {arg_str(args, "language", &bad), arg_str(args, "path", &bad), arg_str(args, "nodeType", &bad)};
-  if (bad) return bad;
-  if (mode && strcmp(mode, "vector")) {
-    if (strcmp(mode, "hybrid") && strcmp(mode, "lexical"))
-      return tool_error("argument 'mode' must be one of hybrid, vector, lexical (got '%s')", mode);
-    return tool_error("mode '%s' is not available: this index supports vector search only (use mode 'vector' or leave it out)", mode);
-  }
-
-  /* the model: given, else recorded by the index, else the fallback */
-  char *recorded = NULL;
-  uint8_t fp_rec[16];
-  int have_rec = 0;
-  pthread_mutex_lock(&t->store_mu);
-  int rc = need_store(t);
-  if (!rc) have_rec = ae_store_model(t->store, NULL, &recorded, fp_rec, NULL) == AE_OK;
-  pthread_mutex_unlock(&t->store_mu);
-  if (rc) return lib_error("opening the index", rc);
-  const char *dir = t->model ? t->model : have_rec && recorded && *recorded ? recorded : t->fallback;
-  if (!dir) {
-    ae_free(recorded);
-    return tool_error("the index records no model and the server was started without --model");
-  }
-
-  double t0 = ae__now_ms();
+/* The query's vector under model dir, loading it on first use (under enc_mu), and
+ * the fingerprint the index's vectors of that model are stored under. NULL on
+ * success, else the tool error. */
+static json_t *embed_query(ae__mcp_tools *t, const char *query, const char *dir, int have_rec,
+                           const uint8_t fp_rec[16], float **q_out, int *dim_out, uint8_t fp[16]) {
   pthread_mutex_lock(&t->enc_mu);
-  rc = need_encoder(t, dir);
+  int rc = need_encoder(t, dir);
   int dim = rc ? 0 : ae_encoder_dim(t->enc);
   float *q = rc ? NULL : ae__malloc((size_t)dim * sizeof(float));
-  uint8_t fp[16];
   if (!rc && !q) rc = AE_ENOMEM;
   if (!rc) {
     size_t len = strlen(query);
@@ -420,73 +312,159 @@ static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const 
   }
   pthread_mutex_unlock(&t->enc_mu);
   if (rc) {
-    ae__free(q);
     json_t *e = lib_error(q ? "embedding the query" : "loading the model", rc);
-    ae_free(recorded);
+    ae__free(q);
     return e;
   }
-  if (*cancelled) { ae__free(q); ae_free(recorded); return NULL; }
+  *q_out = q;
+  *dim_out = dim;
+  return NULL;
+}
 
-  ae_search_hit *hits = NULL;
-  size_t nh = 0, ranked = 0;
-  double t1 = ae__now_ms();
-  pthread_mutex_lock(&t->store_mu);
-  rc = search(t, fp, q, dim, (size_t)k, &f, &hits, &nh, &ranked);
-  pthread_mutex_unlock(&t->store_mu);
-  if (t->verbose)
-    fprintf(stderr, "astembed mcp: query_ast_context: embed %.2f ms, search %.2f ms over %zu vectors\n",
-            t1 - t0, ae__now_ms() - t1, ranked);
-  ae__free(q);
-  if (rc) { ae_free(recorded); return lib_error("searching", rc); }
-
-  json_t *root = json_object(), *arr = json_array();
-  json_object_set_new(root, "query", ae__mcp_jstr(query, strlen(query)));
-  json_object_set_new(root, "model", ae__mcp_jstr(dir, strlen(dir)));
-  json_object_set_new(root, "mode", json_string("vector"));
-  json_object_set_new(root, "searched", json_integer((json_int_t)ranked));
-  for (size_t i = 0; i < nh; i++) {
+/* The hits as `astembed query --format json` writes them (ae_search_hits_json, the
+ * one writer behind query and serve's /search), then cut for an assistant: signature
+ * and summary at fixed sizes, each snippet line at CUT_LINE, all saying so. An
+ * identifier the shared writer could not store (invalid UTF-8) is written with U+FFFD. */
+static json_t *hits_json(const char *query, int mode, const char *model, const ae_search_hit *hits, size_t n) {
+  char *js = ae_search_hits_json(query, mode, model, hits, n, SNIPPET_LINES);
+  json_t *root = js ? json_loads(js, 0, NULL) : NULL;
+  ae_free(js);
+  json_t *arr = json_object_get(root, "results");
+  if (!json_is_array(arr) || json_array_size(arr) != n) { json_decref(root); return NULL; }
+  for (size_t i = 0; i < n; i++) {
     const ae_search_hit *h = &hits[i];
-    json_t *r = json_object();
-    json_object_set_new(r, "rank", json_integer((json_int_t)i + 1));
-    json_object_set_new(r, "score", json_real(h->score));
-    json_object_set_new(r, "nodeId", ae__mcp_jstr(h->node_id, strlen(h->node_id)));
-    json_object_set_new(r, "file", ae__mcp_jstr(h->file_path, strlen(h->file_path)));
-    json_object_set_new(r, "startLine", json_integer(h->start_line));
-    json_object_set_new(r, "endLine", json_integer(h->end_line));
-    json_object_set_new(r, "nodeType", ae__mcp_jstr(h->node_type, strlen(h->node_type)));
+    json_t *r = json_array_get(arr, i), *lines = json_object_get(r, "snippet"), *line;
     json_object_set_new(r, "signature", cut(h->signature, CUT_SIGNATURE, NULL));
     json_object_set_new(r, "summary", cut(h->summary, CUT_SUMMARY, NULL));
-    json_object_set_new(r, "snippet", snippet_lines(h->snippet, SNIPPET_LINES));
-    json_array_append_new(arr, r);
+    const struct { const char *key, *val; } ids[] = {
+      {"nodeId", h->node_id}, {"file", h->file_path}, {"nodeType", h->node_type}, {"language", h->language}};
+    for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++)
+      if (!json_object_get(r, ids[j].key))
+        json_object_set_new(r, ids[j].key, ae__mcp_jstr(ids[j].val ? ids[j].val : "", ids[j].val ? strlen(ids[j].val) : 0));
+    size_t j;
+    json_array_foreach(lines, j, line)
+      if (json_string_length(line) > CUT_LINE) json_array_set_new(lines, j, cut(json_string_value(line), CUT_LINE, NULL));
   }
-  ae_search_hits_free(hits, nh);
-  ae_free(recorded);
-  json_object_set_new(root, "results", arr);
-  json_object_set_new(root, "truncated", json_false());
-  fit_budget(root, arr);
+  return root;
+}
 
-  sbuf sb = {0};
+/* The text block: a header line, then per hit its place, ranks, signature, summary,
+ * snippet lines and nodeId (for get_node_details). */
+static void hits_text(sbuf *sb, json_t *root, const char *query, const char *mode, const char *why) {
+  json_t *arr = json_object_get(root, "results"), *searched = json_object_get(root, "searched");
   size_t n = json_array_size(arr);
-  sb_add(&sb, "%zu result%s for \"%s\" (vector search over %zu indexed nodes)%s\n", n, n == 1 ? "" : "s",
-         query, ranked, json_is_true(json_object_get(root, "truncated")) ? "; more were cut to fit" : "");
+  sb_add(sb, "%zu result%s for \"%s\" (%s search", n, n == 1 ? "" : "s", query, mode);
+  if (searched) sb_add(sb, " over %lld indexed vectors", (long long)json_integer_value(searched));
+  sb_add(sb, ")%s\n", json_is_true(json_object_get(root, "truncated")) ? "; more were cut to fit" : "");
+  if (why) sb_add(sb, "Mode: %s (pass mode to choose).\n", why);
   size_t i;
   json_t *r;
   json_array_foreach(arr, i, r) {
     int sl = (int)json_integer_value(json_object_get(r, "startLine"));
     int el = (int)json_integer_value(json_object_get(r, "endLine"));
+    json_int_t lr = json_integer_value(json_object_get(r, "lexicalRank"));
+    json_int_t vr = json_integer_value(json_object_get(r, "vectorRank"));
+    const char *lang = json_string_value(json_object_get(r, "language"));
     const char *sig = json_string_value(json_object_get(r, "signature"));
     const char *sum = json_string_value(json_object_get(r, "summary"));
-    sb_add(&sb, "\n%zu. %s:%d", i + 1, json_string_value(json_object_get(r, "file")), sl);
-    if (el > sl) sb_add(&sb, "-%d", el);
-    sb_add(&sb, "  %s  (score %.4f)\n", json_string_value(json_object_get(r, "nodeType")),
+    sb_add(sb, "\n%zu. %s:%d", i + 1, json_string_value(json_object_get(r, "file")), sl);
+    if (el > sl) sb_add(sb, "-%d", el);
+    sb_add(sb, "  %s%s%s%s  (score %.4f", json_string_value(json_object_get(r, "nodeType")),
+           lang && *lang ? " (" : "", lang && *lang ? lang : "", lang && *lang ? ")" : "",
            json_real_value(json_object_get(r, "score")));
-    if (sig && *sig) sb_add(&sb, "   %s\n", sig);
-    if (sum && *sum) sb_add(&sb, "   Summary: %s\n", sum);
+    if (lr && vr) sb_add(sb, "; lexical #%lld, vector #%lld", (long long)lr, (long long)vr);
+    else if (!strcmp(mode, "hybrid")) sb_add(sb, "; %s #%lld only", lr ? "lexical" : "vector", (long long)(lr ? lr : vr));
+    sb_add(sb, ")\n");
+    if (sig && *sig) sb_add(sb, "   %s\n", sig);
+    if (sum && *sum) sb_add(sb, "   Summary: %s\n", sum);
     size_t j;
     json_t *line;
-    json_array_foreach(json_object_get(r, "snippet"), j, line) sb_add(&sb, "   | %s\n", json_string_value(line));
-    sb_add(&sb, "   nodeId: %s\n", json_string_value(json_object_get(r, "nodeId")));
+    json_array_foreach(json_object_get(r, "snippet"), j, line) sb_add(sb, "   | %s\n", json_string_value(line));
+    sb_add(sb, "   nodeId: %s\n", json_string_value(json_object_get(r, "nodeId")));
   }
+}
+
+/* Lexical, vector or hybrid search through ae_store_search_ex, as `astembed query`
+ * does it: without a mode the index chooses (ae_store_default_mode: hybrid with a
+ * real model's vectors, lexical with none or a random-weight model's), the filters
+ * are applied inside the search (SQL on the lexical side, a row mask on the vector
+ * side), and lexical mode never touches the encoder. Vector and hybrid embed the
+ * query under enc_mu first, then search under store_mu. */
+static json_t *tool_query(ae__mcp_tools *t, json_t *args, int structured, const volatile int *cancelled) {
+  static const char *const known[] = {"query", "maxResults", "mode", "language", "path", "nodeType", NULL};
+  json_t *bad = check_keys(args, known);
+  if (bad) return bad;
+  json_t *qv = json_object_get(args, "query");
+  if (!json_is_string(qv) || !*json_string_value(qv))
+    return tool_error("argument 'query' is required: a non-empty string saying what code to find");
+  const char *query = json_string_value(qv);
+  if (strlen(query) > MAX_QUERY_BYTES)
+    return tool_error("argument 'query' is %zu bytes; the limit is %d", strlen(query), MAX_QUERY_BYTES);
+  ae_search_options so;
+  ae_search_options_default(&so);
+  so.k = (size_t)arg_int(args, "maxResults", 10, 1, 50, &bad);
+  const char *mode_s = arg_str(args, "mode", &bad);
+  so.language = arg_str(args, "language", &bad);
+  so.path_glob = arg_str(args, "path", &bad);
+  so.node_type = arg_str(args, "nodeType", &bad);
+  if (bad) return bad;
+  int mode = -1;
+  if (mode_s && (mode = ae_search_mode_parse(mode_s)) < 0)
+    return tool_error("argument 'mode' must be one of hybrid, vector, lexical (got '%s')", mode_s);
+
+  /* the mode (given, else the index's default) and, unless lexical, the model:
+   * given, else recorded by the index, else the fallback */
+  const char *why = NULL;
+  char *recorded = NULL;
+  uint8_t fp_rec[16];
+  int have_rec = 0;
+  pthread_mutex_lock(&t->store_mu);
+  int rc = need_store(t);
+  if (!rc && mode < 0) mode = ae_store_default_mode(t->store, &why);
+  if (!rc && mode != AE_SEARCH_LEXICAL) have_rec = ae_store_model(t->store, NULL, &recorded, fp_rec, NULL) == AE_OK;
+  pthread_mutex_unlock(&t->store_mu);
+  if (rc) return lib_error("opening the index", rc);
+  so.mode = mode;
+  const char *dir = NULL;
+  float *q = NULL;
+  int dim = 0;
+  uint8_t fp[16];
+  double t0 = ae__now_ms();
+  if (mode != AE_SEARCH_LEXICAL) {
+    dir = t->model ? t->model : have_rec && recorded && *recorded ? recorded : t->fallback;
+    if (!dir) {
+      ae_free(recorded);
+      return tool_error("%s search needs a model: the index records none and the server was started without "
+                        "--model (mode 'lexical' needs none)", ae_search_mode_name(mode));
+    }
+    json_t *e = embed_query(t, query, dir, have_rec, fp_rec, &q, &dim, fp);
+    if (e) { ae_free(recorded); return e; }
+    if (*cancelled) { ae__free(q); ae_free(recorded); return NULL; }
+  }
+
+  ae_search_hit *hits = NULL;
+  size_t nh = 0, rows = 0;
+  double t1 = ae__now_ms();
+  pthread_mutex_lock(&t->store_mu);
+  rc = q ? ae_store_matrix_rows(t->store, fp, &rows) : AE_OK;
+  if (!rc) rc = ae_store_search_ex(t->store, &so, query, q ? fp : NULL, q, dim, &hits, &nh);
+  pthread_mutex_unlock(&t->store_mu);
+  if (t->verbose)
+    fprintf(stderr, "astembed mcp: query_ast_context: embed %.2f ms, search %.2f ms over %zu vectors (%s)\n",
+            t1 - t0, ae__now_ms() - t1, rows, ae_search_mode_name(mode));
+  ae__free(q);
+  if (rc) { ae_free(recorded); return lib_error("searching", rc); }
+
+  json_t *root = hits_json(query, mode, dir, hits, nh);
+  ae_search_hits_free(hits, nh);
+  ae_free(recorded);
+  if (!root) return tool_error("writing the hits: out of memory");
+  json_t *arr = json_object_get(root, "results");
+  if (dir) json_object_set_new(root, "searched", json_integer((json_int_t)rows));
+  json_object_set_new(root, "truncated", json_false());
+  fit_budget(root, arr);
+  sbuf sb = {0};
+  hits_text(&sb, root, query, ae_search_mode_name(mode), why);
   return finish(&sb, root, structured);
 }
 
@@ -664,26 +642,37 @@ static const struct {
   tool_fn fn;
 } k_tools[] = {
   {"query_ast_context", "Search the code index",
-   "Find the functions, classes and other code nodes whose meaning is closest to a natural-language "
-   "question (semantic search over the astembed index); returns file, lines, score, signature, summary "
-   "and the first snippet lines of each hit.",
+   "Find the functions, classes and other code nodes that best match a question or an identifier: by "
+   "words and identifiers (lexical), by meaning (vector) or both fused (hybrid); returns file, lines, "
+   "score, ranks, signature, summary and the first snippet lines of each hit.",
    "{\"type\":\"object\",\"properties\":{"
    "\"query\":{\"type\":\"string\",\"description\":\"What to look for, in words or code\"},"
    "\"maxResults\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":50,\"default\":10,\"description\":\"Hits to return\"},"
-   "\"mode\":{\"type\":\"string\",\"enum\":[\"hybrid\",\"vector\",\"lexical\"],\"description\":\"Search mode where the index supports it (default vector)\"},"
-   "\"language\":{\"type\":\"string\",\"description\":\"Only nodes of this language, e.g. python\"},"
-   "\"path\":{\"type\":\"string\",\"description\":\"Only files matching this glob, e.g. src/*.py (* also matches /)\"},"
+   "\"mode\":{\"type\":\"string\",\"enum\":[\"hybrid\",\"vector\",\"lexical\"],\"description\":"
+   "\"lexical: words and identifiers (BM25, needs no model); vector: meaning (cosine); hybrid: both fused. "
+   "Default: hybrid when the index holds a real model's vectors, else lexical\"},"
+   "\"language\":{\"type\":\"string\",\"description\":\"Only nodes of this language as the index stores it, e.g. python\"},"
+   "\"path\":{\"type\":\"string\",\"description\":\"Only files matching this glob (SQLite GLOB: case-sensitive, * also matches /), e.g. Lib/http/*\"},"
    "\"nodeType\":{\"type\":\"string\",\"description\":\"Only nodes of this type, e.g. function, class\"}},"
    "\"required\":[\"query\"],\"additionalProperties\":false}",
-   "{\"type\":\"object\",\"properties\":{\"query\":{\"type\":\"string\"},\"model\":{\"type\":\"string\"},"
-   "\"mode\":{\"type\":\"string\"},\"searched\":{\"type\":\"integer\"},\"truncated\":{\"type\":\"boolean\"},"
+   "{\"type\":\"object\",\"properties\":{\"query\":{\"type\":\"string\"},"
+   "\"mode\":{\"type\":\"string\",\"enum\":[\"hybrid\",\"vector\",\"lexical\"]},"
+   "\"model\":{\"type\":[\"string\",\"null\"],\"description\":\"The model folder (null in lexical mode)\"},"
+   "\"searched\":{\"type\":\"integer\",\"description\":\"Vectors ranked (vector and hybrid modes)\"},"
+   "\"truncated\":{\"type\":\"boolean\"},"
    "\"results\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{"
-   "\"rank\":{\"type\":\"integer\"},\"score\":{\"type\":\"number\"},\"nodeId\":{\"type\":\"string\"},"
+   "\"rank\":{\"type\":\"integer\"},\"score\":{\"type\":\"number\",\"description\":"
+   "\"lexical: BM25 relevance; vector: cosine; hybrid: the fused RRF score\"},"
+   "\"lexicalRank\":{\"type\":[\"integer\",\"null\"],\"description\":\"Rank in the lexical list (null: not in it)\"},"
+   "\"vectorRank\":{\"type\":[\"integer\",\"null\"],\"description\":\"Rank in the vector list (null: not in it)\"},"
+   "\"nodeId\":{\"type\":\"string\"},"
    "\"file\":{\"type\":\"string\"},\"startLine\":{\"type\":\"integer\"},\"endLine\":{\"type\":\"integer\"},"
-   "\"nodeType\":{\"type\":\"string\"},\"signature\":{\"type\":\"string\"},\"summary\":{\"type\":\"string\"},"
+   "\"nodeType\":{\"type\":\"string\"},\"language\":{\"type\":\"string\"},"
+   "\"signature\":{\"type\":\"string\"},\"summary\":{\"type\":\"string\"},"
    "\"snippet\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}}},"
-   "\"required\":[\"rank\",\"score\",\"nodeId\",\"file\",\"startLine\",\"endLine\",\"nodeType\",\"signature\",\"summary\",\"snippet\"]}}},"
-   "\"required\":[\"query\",\"model\",\"mode\",\"searched\",\"truncated\",\"results\"]}",
+   "\"required\":[\"rank\",\"score\",\"lexicalRank\",\"vectorRank\",\"nodeId\",\"file\",\"startLine\",\"endLine\","
+   "\"nodeType\",\"language\",\"signature\",\"summary\",\"snippet\"]}}},"
+   "\"required\":[\"query\",\"mode\",\"model\",\"truncated\",\"results\"]}",
    tool_query},
   {"get_node_details", "Show one indexed node",
    "Everything the index holds on one code node (file, lines, type, language, signature, summary, full "

@@ -2,8 +2,9 @@
 /* `astembed mcp` against clients nobody here wrote, from npm (tests/mcp/node, pinned
  * in its package-lock.json and installed with `npm ci`):
  *  - the official TypeScript SDK (@modelcontextprotocol/sdk) over stdio: connect,
- *    list the tools, call each one, the hits against `astembed query --format json`,
- *    a cancelled call, malformed input (client.mjs);
+ *    list the tools, call each one, the hits against `astembed query --format json`
+ *    in the index's default mode and in vector mode, a cancelled call, malformed
+ *    input (client.mjs);
  *  - the official conformance suite (@modelcontextprotocol/conformance), the server
  *    scenarios that apply to a stdio server with tools only: server-initialize, ping,
  *    tools-list (conformance.mjs; the suite speaks HTTP, so the script fronts the
@@ -28,8 +29,10 @@ int main(void) {
   mt_build_index(40);
   const char *q = "open a socket connection";
   CHECK(mt_sh("'%s' query '%s' --db '%s' --top 6 --format json >'%s/q.json' 2>/dev/null", mt_bin, q, mt_db, mt_dir) == 0);
-  CHECK(mt_sh("cd '%s/tests/mcp/node' && node client.mjs '%s' '%s' '%s/q.json' '%s' 2>'%s/sdk.err'",
-              src, mt_bin, mt_db, mt_dir, q, mt_dir) == 0);
+  CHECK(mt_sh("'%s' query '%s' --db '%s' --top 6 --mode vector --format json >'%s/qv.json' 2>/dev/null", mt_bin, q,
+              mt_db, mt_dir) == 0);
+  CHECK(mt_sh("cd '%s/tests/mcp/node' && node client.mjs '%s' '%s' '%s/q.json' '%s' '%s/qv.json' 2>'%s/sdk.err'",
+              src, mt_bin, mt_db, mt_dir, q, mt_dir, mt_dir) == 0);
   CHECK(mt_sh("cd '%s/tests/mcp/node' && node conformance.mjs '%s' '%s' server-initialize ping tools-list 2>'%s/conf.err'",
               src, mt_bin, mt_db, mt_dir) == 0);
   if (!t_fail) mt_sh("rm -rf '%s'", mt_dir);

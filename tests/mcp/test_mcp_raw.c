@@ -7,11 +7,17 @@
  *  - a raw 2025-06-18 handshake: initialize, notifications/initialized (no answer),
  *    tools/list with output schemas, tools/call with structuredContent; 2024-11-05
  *    without them; an unknown version answered with 2025-11-25;
- *  - every tool, the hits of query_ast_context against `astembed query --format json`,
- *    bad arguments as tool errors, unknown tools and methods as protocol errors;
- *  - the model loaded lazily (tools/list answers before any model is read);
+ *  - every tool, bad arguments as tool errors, unknown tools and methods as protocol
+ *    errors;
+ *  - query_ast_context in each mode (the index's default, lexical, vector, hybrid) and
+ *    with the language, nodeType and path filters: every field of every hit equals
+ *    `astembed query --mode M --format json` with the same filters; the default on a
+ *    random-weight index is lexical;
+ *  - the model loaded lazily (tools/list answers before any model is read) and never
+ *    by a lexical search; an index built with `embed --lexical-only` is served with
+ *    no model at all;
  *  - a second process embedding more annotations beside the running server: the next
- *    search sees them without a restart;
+ *    search (vector and lexical) sees them without a restart;
  *  - notifications/cancelled: a queued call that is cancelled is never answered;
  *  - SIGTERM stops it cleanly. */
 #include "mcp_test_util.h"
@@ -55,12 +61,12 @@ static void test_modern(void) {
   json_decref(r);
 
   r = mt_call(&s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"query_ast_context\","
-                  "\"arguments\":{\"query\":\"read a file\",\"maxResults\":3}," META "}}", T);
+                  "\"arguments\":{\"query\":\"read a file\",\"maxResults\":3,\"mode\":\"vector\"}," META "}}", T);
   x = res(r);
   CHECK(x && !strcmp(jstr(x, "resultType"), "complete") && json_is_false(json_object_get(x, "isError")));
   json_t *sc = json_object_get(x, "structuredContent");
   CHECK(json_array_size(json_object_get(sc, "results")) == 3);
-  CHECK(strstr(jstr(json_array_get(json_object_get(x, "content"), 0), "text"), "3 results for \"read a file\""));
+  CHECK(strstr(jstr(json_array_get(json_object_get(x, "content"), 0), "text"), "3 results for \"read a file\" (vector search"));
   json_decref(r);
 
   /* missing capabilities, wrong version type, unknown version */
@@ -144,6 +150,47 @@ static json_t *call_tool(mt_server *s, int id, const char *name, const char *arg
 
 static int is_tool_error(json_t *r) { return res(r) && json_is_true(json_object_get(res(r), "isError")); }
 
+/* `astembed query TEXT --db DB --top K --format json CLI_ARGS`, parsed (NULL on failure). */
+static json_t *cli_query(const char *db, const char *text, int k, const char *cli_args) {
+  char file[200];
+  snprintf(file, sizeof file, "%s/cli.json", mt_dir);
+  if (mt_sh("'%s' query '%s' --db '%s' --top %d --format json %s >'%s' 2>/dev/null", mt_bin, text, db, k,
+            cli_args, file))
+    return NULL;
+  return json_load_file(file, 0, NULL);
+}
+
+/* The structuredContent of a query_ast_context result against the CLI's JSON: the
+ * same mode and model, and the same hits with every field equal (scores to 1e-4
+ * relative: the CLI prints 6 significant digits). Returns the number of hits. */
+static size_t same_hits(json_t *r, json_t *want, const char *what) {
+  json_t *sc = json_object_get(res(r), "structuredContent");
+  CHECKF(sc && want && !is_tool_error(r), "%s: a result and the CLI's", what);
+  if (!sc || !want) return 0;
+  CHECKF(json_equal(json_object_get(sc, "mode"), json_object_get(want, "mode")), "%s: mode %s vs %s", what,
+         jstr(sc, "mode"), jstr(want, "mode"));
+  CHECKF(json_equal(json_object_get(sc, "model"), json_object_get(want, "model")), "%s: model", what);
+  json_t *got = json_object_get(sc, "results"), *wr = json_object_get(want, "results");
+  CHECKF(json_array_size(got) == json_array_size(wr), "%s: %zu hits vs %zu", what, json_array_size(got),
+         json_array_size(wr));
+  for (size_t i = 0; i < json_array_size(wr) && i < json_array_size(got); i++) {
+    json_t *a = json_array_get(got, i), *b = json_array_get(wr, i), *v;
+    const char *key;
+    CHECKF(json_object_size(a) == json_object_size(b), "%s: hit %zu has %zu fields, the CLI's %zu", what, i,
+           json_object_size(a), json_object_size(b));
+    json_object_foreach(b, key, v) {
+      json_t *av = json_object_get(a, key);
+      if (!strcmp(key, "score")) {
+        double x = json_number_value(av), y = json_number_value(v);
+        CHECKF(json_is_number(av) && fabs(x - y) <= 1e-4 * fmax(1.0, fabs(y)), "%s: hit %zu score %g vs %g", what, i, x, y);
+      } else {
+        CHECKF(json_equal(av, v), "%s: hit %zu field %s", what, i, key);
+      }
+    }
+  }
+  return json_array_size(got);
+}
+
 static void test_tools(void) {
   char log[200];
   snprintf(log, sizeof log, "%s/server.log", mt_dir);
@@ -159,23 +206,11 @@ static void test_tools(void) {
   json_decref(r);
   CHECK(mt_sh("grep -q 'loaded model' '%s'", log) != 0);
 
-  /* the hits of `astembed query --format json` */
-  char qfile[200];
-  snprintf(qfile, sizeof qfile, "%s/query.json", mt_dir);
-  CHECK(mt_sh("'%s' query 'open a socket connection' --db '%s' --top 7 --format json >'%s' 2>/dev/null",
-              mt_bin, mt_db, qfile) == 0);
-  json_t *want = json_load_file(qfile, 0, NULL);
+  /* the hits of `astembed query --format json` (both in the index's default mode) */
+  json_t *want = cli_query(mt_db, "open a socket connection", 7, "");
   r = call_tool(&s, 2, "query_ast_context", "{\"query\":\"open a socket connection\",\"maxResults\":7}");
+  CHECK(same_hits(r, want, "default mode") >= 1);
   json_t *got = json_object_get(json_object_get(res(r), "structuredContent"), "results");
-  json_t *wr = json_object_get(want, "results");
-  CHECK(json_array_size(got) == 7 && json_array_size(wr) == 7);
-  for (size_t i = 0; i < json_array_size(wr); i++) {
-    json_t *a = json_array_get(got, i), *b = json_array_get(wr, i);
-    CHECKF(a && !strcmp(jstr(a, "nodeId"), jstr(b, "nodeId")), "hit %zu", i);
-    CHECK(a && fabs(json_real_value(json_object_get(a, "score")) - json_real_value(json_object_get(b, "score"))) < 1e-4);
-    CHECK(a && !strcmp(jstr(a, "file"), jstr(b, "file")) && json_equal(json_object_get(a, "snippet"), json_object_get(b, "snippet")));
-    CHECK(a && json_equal(json_object_get(a, "startLine"), json_object_get(b, "startLine")));
-  }
   const char *first_id = json_array_size(got) ? jstr(json_array_get(got, 0), "nodeId") : "";
   const char *first_file = json_array_size(got) ? jstr(json_array_get(got, 0), "file") : "";
   char node_args[600], file_args[600];
@@ -224,7 +259,8 @@ static void test_tools(void) {
   const char *bad[][2] = {
     {"query_ast_context", "{}"}, {"query_ast_context", "{\"query\":5}"},
     {"query_ast_context", "{\"query\":\"a\",\"maxResults\":51}"}, {"query_ast_context", "{\"query\":\"a\",\"mode\":\"fuzzy\"}"},
-    {"query_ast_context", "{\"query\":\"a\",\"mode\":\"lexical\"}"}, {"query_ast_context", "{\"query\":\"a\",\"bogus\":1}"},
+    {"query_ast_context", "{\"query\":\"a\",\"mode\":5}"}, {"query_ast_context", "{\"query\":\"a\",\"bogus\":1}"},
+    {"query_ast_context", "{\"query\":\"a\",\"path\":[\"*.py\"]}"}, {"query_ast_context", "{\"query\":\"a\",\"mode\":\"Lexical\"}"},
     {"get_node_details", "{\"nodeId\":\"no/such:node\"}"}, {"list_recent_changes", "{\"since\":\"yesterday\"}"},
     {"ast_file_query", "{}"}, {"index_status", "{\"x\":1}"},
   };
@@ -240,20 +276,134 @@ static void test_tools(void) {
   CHECK(mt_code(r) == -32601);
   json_decref(r);
 
-  /* another process writes the index: the next search sees it without a restart */
-  r = call_tool(&s, 300, "query_ast_context", "{\"query\":\"a\"}");
+  /* another process writes the index: the next search sees it without a restart,
+   * in the vector matrix and in the lexical index (fromisoformat: annotation 49) */
+  r = call_tool(&s, 300, "query_ast_context", "{\"query\":\"a\",\"mode\":\"vector\"}");
   CHECK(json_integer_value(json_object_get(json_object_get(res(r), "structuredContent"), "searched")) == 40);
   json_decref(r);
+  const char *fresh = "{\"query\":\"fromisoformat\",\"mode\":\"lexical\",\"maxResults\":1}";
+  r = call_tool(&s, 303, "query_ast_context", fresh);
+  got = json_object_get(json_object_get(res(r), "structuredContent"), "results");
+  CHECK(got && (json_array_size(got) == 0 || !strstr(jstr(json_array_get(got, 0), "signature"), "fromisoformat")));
+  json_decref(r);
   CHECK(mt_embed(mt_db, 40, 60) == 0);
-  r = call_tool(&s, 301, "query_ast_context", "{\"query\":\"a\"}");
+  r = call_tool(&s, 301, "query_ast_context", "{\"query\":\"a\",\"mode\":\"vector\"}");
   CHECK(json_integer_value(json_object_get(json_object_get(res(r), "structuredContent"), "searched")) == 60);
+  json_decref(r);
+  r = call_tool(&s, 304, "query_ast_context", fresh);
+  got = json_object_get(json_object_get(res(r), "structuredContent"), "results");
+  CHECK(json_array_size(got) == 1 && strstr(jstr(json_array_get(got, 0), "signature"), "def fromisoformat"));
   json_decref(r);
   r = call_tool(&s, 302, "index_status", "{}");
   CHECK(json_integer_value(json_object_get(json_object_get(res(r), "structuredContent"), "annotations")) == 60);
   json_decref(r);
   CHECK(mt_stop(&s) == 0);
-  /* loaded once, by the first search */
+  /* loaded once, by the first vector search */
   CHECK(mt_sh("test \"$(grep -c 'loaded model' '%s')\" = 1", log) == 0);
+}
+
+/* query_ast_context in every mode and with the filters, against `astembed query
+ * --mode M --format json` with the same filters, on the random-weight index (whose
+ * default is lexical). Lexical calls come first: none of them may load the model;
+ * the first vector or hybrid call loads it, once. */
+static void test_modes(void) {
+  char log[200];
+  snprintf(log, sizeof log, "%s/server.log", mt_dir);
+  unlink(log);
+  const char *args[] = {"--db", mt_db, NULL};
+  mt_server s = mt_start(args);
+  static const char *const modes[] = {NULL, "lexical", "vector", "hybrid"};
+  static const struct { const char *cli, *mcp; } filters[] = {
+    {"", ""},
+    {"--type function --path '_py*'", ",\"nodeType\":\"function\",\"path\":\"_py*\""},
+    {"--lang python --type class", ",\"language\":\"python\",\"nodeType\":\"class\""},
+    {"--lang Python", ",\"language\":\"Python\""},   /* exact: no hits */
+  };
+  static const char *const queries[] = {"read a file", "decimal context"};
+  size_t hits[4] = {0};
+  int id = 1, both_ranks = 0;
+  for (size_t m = 0; m < 4; m++) {
+    for (size_t f = 0; f < sizeof filters / sizeof filters[0]; f++)
+      for (size_t q = 0; q < 2; q++) {
+        char cli[300], call[600], what[400];
+        snprintf(cli, sizeof cli, "%s%s %s", modes[m] ? "--mode " : "", modes[m] ? modes[m] : "", filters[f].cli);
+        snprintf(call, sizeof call, "{\"query\":\"%s\",\"maxResults\":8%s%s%s%s}", queries[q],
+                 modes[m] ? ",\"mode\":\"" : "", modes[m] ? modes[m] : "", modes[m] ? "\"" : "", filters[f].mcp);
+        snprintf(what, sizeof what, "%s %s", queries[q], cli);
+        json_t *want = cli_query(mt_db, queries[q], 8, cli);
+        json_t *r = call_tool(&s, id++, "query_ast_context", call);
+        size_t n = same_hits(r, want, what);
+        hits[m] += n;
+        json_t *sc = json_object_get(res(r), "structuredContent");
+        const char *text = jstr(json_array_get(json_object_get(res(r), "content"), 0), "text");
+        if (!modes[m]) {
+          CHECKF(sc && !strcmp(jstr(sc, "mode"), "lexical"), "%s: the default on a random-weight index", what);
+          CHECKF(text && strstr(text, "(lexical search") && strstr(text, "random weights"), "%s: text %s", what, text);
+        }
+        if (f == 3) CHECKF(n == 0, "%s: language is matched exactly", what);
+        size_t i;
+        json_t *h;
+        json_array_foreach(json_object_get(sc, "results"), i, h) {
+          if (f == 1) CHECKF(!strcmp(jstr(h, "nodeType"), "function") && !strncmp(jstr(h, "file"), "_py", 3), "%s", what);
+          if (f == 2) CHECKF(!strcmp(jstr(h, "nodeType"), "class") && !strcmp(jstr(h, "language"), "python"), "%s", what);
+          int lr = json_is_integer(json_object_get(h, "lexicalRank")), vr = json_is_integer(json_object_get(h, "vectorRank"));
+          if (modes[m] && !strcmp(modes[m], "hybrid") && lr && vr) both_ranks = 1;
+          if (modes[m] && !strcmp(modes[m], "lexical")) CHECKF(lr && !vr, "%s: lexical ranks only", what);
+          if (modes[m] && !strcmp(modes[m], "vector")) CHECKF(!lr && vr, "%s: vector ranks only", what);
+        }
+        if (n && modes[m] && !strcmp(modes[m], "hybrid") && json_is_integer(json_object_get(json_array_get(
+              json_object_get(sc, "results"), 0), "lexicalRank")))
+          CHECKF(text && strstr(text, "lexical #"), "%s: ranks in the text block", what);
+        json_decref(want);
+        json_decref(r);
+      }
+    /* after the default and lexical passes: no model was loaded */
+    if (m == 1) CHECK(mt_sh("grep -q 'loaded model' '%s'", log) != 0);
+  }
+  CHECKF(hits[0] >= 8 && hits[1] >= 8 && hits[2] >= 16 && hits[3] >= 16, "hits %zu %zu %zu %zu", hits[0], hits[1],
+         hits[2], hits[3]);
+  CHECK(both_ranks);
+  CHECK(mt_stop(&s) == 0);
+  CHECK(mt_sh("test \"$(grep -c 'loaded model' '%s')\" = 1", log) == 0);
+}
+
+/* An index built with `embed --lexical-only` (no model anywhere, no ASTEMBED_MODEL):
+ * query_ast_context answers in lexical mode, by default and when asked, with the
+ * CLI's hits; vector and hybrid are tool errors that say lexical needs no model. */
+static void test_lexical_only(void) {
+  const char *src = getenv("AE_SOURCE_DIR");
+  char db[200], log[200];
+  snprintf(db, sizeof db, "%s/lexical.db", mt_dir);
+  snprintf(log, sizeof log, "%s/server.log", mt_dir);
+  unlink(log);
+  CHECK(mt_sh("head -n 40 '%s/examples/annotations.jsonl' | '%s' embed --lexical-only --input - --db '%s'"
+              " --no-progress --log-level error >/dev/null 2>>'%s/embed.log'", src ? src : ".", mt_bin, db, mt_dir) == 0);
+  const char *args[] = {"--db", db, NULL};
+  mt_server s = mt_start(args);
+  const char *calls[][2] = {
+    {"{\"query\":\"read a file\"}", ""},
+    {"{\"query\":\"read a file\",\"mode\":\"lexical\",\"path\":\"_py*\"}", "--mode lexical --path '_py*'"},
+  };
+  for (int i = 0; i < 2; i++) {
+    json_t *want = cli_query(db, "read a file", 10, calls[i][1]);
+    json_t *r = call_tool(&s, 1 + i, "query_ast_context", calls[i][0]);
+    CHECKF(same_hits(r, want, calls[i][0]) >= 1, "%s", calls[i][0]);
+    CHECK(!strcmp(jstr(json_object_get(res(r), "structuredContent"), "mode"), "lexical"));
+    json_decref(want);
+    json_decref(r);
+  }
+  for (int i = 0; i < 2; i++) {
+    json_t *r = call_tool(&s, 10 + i, "query_ast_context", i ? "{\"query\":\"x\",\"mode\":\"hybrid\"}"
+                                                                : "{\"query\":\"x\",\"mode\":\"vector\"}");
+    const char *text = jstr(json_array_get(json_object_get(res(r), "content"), 0), "text");
+    CHECKF(is_tool_error(r) && text && strstr(text, "needs a model") && strstr(text, "lexical"), "%s", text ? text : "");
+    json_decref(r);
+  }
+  json_t *r = call_tool(&s, 20, "index_status", "{}");
+  CHECK(json_integer_value(json_object_get(json_object_get(res(r), "structuredContent"), "annotations")) == 40);
+  json_decref(r);
+  CHECK(mt_stop(&s) == 0);
+  CHECK(mt_sh("grep -q 'loaded model' '%s'", log) != 0);
 }
 
 /* Results stay bounded: a 200 KB snippet and a 20 KB summary are cut and say so, a
@@ -306,12 +456,12 @@ static void test_limits(void) {
   free(big);
 }
 
-/* One worker: call A occupies it (the first search loads the model), B waits in the
+/* One worker: call A occupies it (the first vector search loads the model), B waits in the
  * queue and is cancelled there, C follows. A and C are answered, B never. */
 static void test_cancel(void) {
   const char *args[] = {"--db", mt_db, "--workers", "1", NULL};
   mt_server s = mt_start(args);
-  mt_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"A\",\"method\":\"tools/call\",\"params\":{\"name\":\"query_ast_context\",\"arguments\":{\"query\":\"sort a list\"}}}");
+  mt_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"A\",\"method\":\"tools/call\",\"params\":{\"name\":\"query_ast_context\",\"arguments\":{\"query\":\"sort a list\",\"mode\":\"vector\"}}}");
   mt_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"B\",\"method\":\"tools/call\",\"params\":{\"name\":\"index_status\",\"arguments\":{}}}");
   mt_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"B\",\"reason\":\"test\"}}");
   mt_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":\"C\",\"method\":\"tools/call\",\"params\":{\"name\":\"index_status\",\"arguments\":{}}}");
@@ -343,9 +493,12 @@ static void test_cancel(void) {
 
 int main(void) {
   mt_find_bin();
+  unsetenv("ASTEMBED_MODEL");   /* the servers get no fallback model */
   mt_build_index(40);
   test_modern();
   test_legacy();
+  test_modes();
+  test_lexical_only();
   test_tools();
   test_cancel();
   test_limits();

@@ -1,15 +1,19 @@
 // The official MCP TypeScript SDK as a client of `astembed mcp` over stdio:
 // connect, list the tools, call each one, compare the search hits with
-// `astembed query --format json`, cancel a call, and send malformed input.
+// `astembed query --format json` in the index's default mode and in vector mode,
+// cancel a call, and send malformed input.
 //
-//   node client.mjs ASTEMBED_BIN DB QUERY_JSON_FILE QUERY_TEXT
+//   node client.mjs ASTEMBED_BIN DB QUERY_JSON_FILE QUERY_TEXT VECTOR_QUERY_JSON_FILE
+//
+// QUERY_JSON_FILE: `astembed query QUERY_TEXT --format json` (the default mode);
+// VECTOR_QUERY_JSON_FILE: the same with --mode vector.
 //
 // Prints one line per check and exits 0 when every check passed, 1 otherwise.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { readFileSync } from "node:fs";
 
-const [bin, db, queryFile, queryText] = process.argv.slice(2);
+const [bin, db, queryFile, queryText, vectorFile] = process.argv.slice(2);
 let failed = 0;
 function check(ok, what, detail) {
   console.log(`${ok ? "ok  " : "FAIL"} ${what}${!ok && detail !== undefined ? ": " + JSON.stringify(detail).slice(0, 400) : ""}`);
@@ -31,17 +35,29 @@ check(JSON.stringify(names) === JSON.stringify(["ast_file_query", "get_node_deta
 check(tools.every((t) => t.description && t.inputSchema?.type === "object" && t.outputSchema?.type === "object"),
       "tools/list: descriptions, input and output schemas");
 
-// query_ast_context: the same hits as the CLI (the SDK validates structuredContent
-// against the outputSchema itself)
-const want = JSON.parse(readFileSync(queryFile, "utf8")).results;
+// query_ast_context: the same mode, model and hits as the CLI, every field of every
+// hit (scores to 1e-4 relative: the CLI prints 6 digits); the SDK validates
+// structuredContent against the outputSchema itself
+function sameHits(sc, cli) {
+  const g = sc?.results ?? [], w = cli.results;
+  return sc?.mode === cli.mode && sc?.model === cli.model && g.length === w.length &&
+    g.every((h, i) => Object.keys(h).length === Object.keys(w[i]).length &&
+      Object.keys(w[i]).every((k) => k === "score" ? Math.abs(h.score - w[i].score) <= 1e-4 * Math.max(1, Math.abs(w[i].score))
+                                                   : JSON.stringify(h[k]) === JSON.stringify(w[i][k])));
+}
+const cliDefault = JSON.parse(readFileSync(queryFile, "utf8"));
+const want = cliDefault.results;
 const q = await client.callTool({ name: "query_ast_context", arguments: { query: queryText, maxResults: want.length } });
 const got = q.structuredContent?.results ?? [];
 check(!q.isError && got.length === want.length && want.length > 0, "query_ast_context: hit count", { got: got.length, want: want.length });
-check(got.every((h, i) => h.nodeId === want[i].nodeId && h.file === want[i].file && h.startLine === want[i].startLine &&
-                          h.endLine === want[i].endLine && Math.abs(h.score - want[i].score) < 1e-4 &&
-                          JSON.stringify(h.snippet) === JSON.stringify(want[i].snippet)),
-      "query_ast_context: hits equal astembed query --format json");
+check(sameHits(q.structuredContent, cliDefault), "query_ast_context: hits equal astembed query --format json (default mode "
+      + cliDefault.mode + ")", { got: q.structuredContent, want: cliDefault });
 check(q.content?.[0]?.type === "text" && q.content[0].text.includes(want[0].nodeId), "query_ast_context: readable text block");
+const cliVector = JSON.parse(readFileSync(vectorFile, "utf8"));
+const qv = await client.callTool({ name: "query_ast_context",
+                                   arguments: { query: queryText, maxResults: cliVector.results.length, mode: "vector" } });
+check(!qv.isError && cliVector.results.length > 0 && sameHits(qv.structuredContent, cliVector),
+      "query_ast_context: mode vector equals astembed query --mode vector --format json", { got: qv.structuredContent });
 
 const first = got[0];
 const d = await client.callTool({ name: "get_node_details", arguments: { nodeId: first.nodeId } });
