@@ -58,9 +58,11 @@ test-tsan: deps-test
 # The arm64 cross build: Debian's cross toolchain and :arm64 libraries (tools/deps.sh
 # --arm64), every release test run under qemu-aarch64-static except those that need
 # Python (the float64 PyTorch reference), AVX-512 (bf16) or an x86 host (qemu Haswell),
-# and test_probe: qemu-user fakes /proc/self/stat, whose CPU times then read 0.
+# and test_probe: qemu-user fakes /proc/self/stat, whose CPU times then read 0, and
+# test_install, which compiles and runs a program against the installed tree with the
+# host's compiler and pkg-config (a native install check; a cross tree cannot serve it).
 ARM64_DNNL = $(CURDIR)/build-arm64/dnnl-dev
-ARM64_EXCLUDE = test_encoder_reference|test_model_python|test_encoder_bf16|test_qemu_haswell|test_probe
+ARM64_EXCLUDE = test_encoder_reference|test_model_python|test_encoder_bf16|test_qemu_haswell|test_probe|test_install
 test-arm64:
 	@tools/deps.sh --arm64 $(ARM64_DNNL)
 	@cmake -S . -B build-arm64 -DCMAKE_BUILD_TYPE=Release \
